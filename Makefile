@@ -1,0 +1,23 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+# The tested versions; pyproject.toml keeps ranges so GPU users can bring their own build.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet $(TORCH_PINS) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/ftpdet demo
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf runs/demo .pytest_cache

@@ -1,0 +1,46 @@
+"""The Python API, mirroring the CLI: ftpdet.train, ftpdet.evaluate_checkpoint, ftpdet.predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftpdet.config import Config, load_config
+
+
+def _as_config(config: Config | str | Path, overrides: list[str] | None) -> Config:
+    if isinstance(config, Config):
+        if overrides:
+            from ftpdet.config import apply_overrides, config_from_dict
+
+            return config_from_dict(apply_overrides(config.model_dump(), overrides), source="overrides")
+        return config
+    return load_config(config, overrides)
+
+
+def train(config: Config | str | Path, overrides: list[str] | None = None, **kwargs: Any):
+    """Train from a Config, a YAML path or a builtin config name. kwargs: resume, overwrite, stop_after."""
+    from ftpdet.engine.train import train as _train
+
+    return _train(_as_config(config, overrides), **kwargs)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, ann: str | Path, images: str | Path) -> tuple[dict[str, float], list]:
+    """COCO metrics and detections (COCO results format) of a checkpoint on a COCO-format set."""
+    from ftpdet.data.coco import CocoDetection
+    from ftpdet.engine.checkpoint import load_model
+    from ftpdet.engine.evaluate import evaluate
+
+    model, cfg, cats = load_model(checkpoint)
+    dataset = CocoDetection(ann, images, cfg.data.image_size, train=False, categories=cats)
+    return evaluate(model, dataset, cfg.eval)
+
+
+def predict(checkpoint: str | Path, images: list[str | Path], out: str | Path, score_thr: float = 0.3) -> list[Path]:
+    """Draw detections above score_thr on each image; returns the written PNG paths."""
+    from ftpdet.engine.checkpoint import load_model
+    from ftpdet.engine.predict import predict_files
+
+    model, cfg, cats = load_model(checkpoint)
+    eval_cfg = cfg.eval.model_copy(update={"score_thr": score_thr})
+    return predict_files(model, [Path(p) for p in images], Path(out), cfg.data.image_size, eval_cfg, cats.names)

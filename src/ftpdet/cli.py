@@ -1,0 +1,153 @@
+"""The `ftpdet` command line. Each command fails in one line naming the file or key (exit code 2)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from ftpdet.errors import FtpdetError
+
+app = typer.Typer(
+    help="Small, fast detectors by distilling a GFL teacher into a small student (FTPD and baselines).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Build or inspect COCO-format datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def friendly(fn: Callable) -> Callable:
+    """User-fixable errors become one line on stderr and exit code 2; no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FtpdetError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@data_app.command("synth")
+@friendly
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Output directory (train/, val/, annotations/).")],
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    num_train: Annotated[int, typer.Option(min=1)] = 2000,
+    num_val: Annotated[int, typer.Option(min=1)] = 500,
+    image_size: Annotated[int, typer.Option(min=32)] = 128,
+    classes: Annotated[int, typer.Option(min=1, max=10, help="Number of shape classes (1-10).")] = 10,
+) -> None:
+    """Write the built-in shapes dataset in COCO format."""
+    from ftpdet.data.synth import synthesize
+
+    synthesize(out, seed=seed, num_train=num_train, num_val=num_val, image_size=image_size, num_classes=classes)
+    typer.echo(f"wrote {num_train} train + {num_val} val images to {out} "
+               f"(annotations in {out / 'annotations'})")
+
+
+@data_app.command("stats")
+@friendly
+def data_stats(
+    ann: Annotated[Path, typer.Option(help="COCO instances JSON.")],
+    out: Annotated[Optional[Path], typer.Option(help="Directory for stats.png and stats.json.")] = None,
+) -> None:
+    """Per-class box counts and COCO size buckets (small/medium/large), printed and plotted."""
+    from ftpdet.data.stats import dataset_stats, format_stats, plot_stats
+
+    stats = dataset_stats(ann)
+    typer.echo(format_stats(stats))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "stats.json").write_text(json.dumps(stats, indent=2))
+        typer.echo(f"saved {plot_stats(stats, out / 'stats.png')}")
+
+
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
+]
+
+
+@app.command("train")
+@friendly
+def train_cmd(
+    config: Annotated[str, typer.Argument(help="YAML config path, or a builtin name such as demo_teacher.")],
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in train.out_dir from its last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start over in a run directory that already holds a run.")] = False,
+) -> None:
+    """Train a GFL detector; writes last.pt, best.pt, metrics.jsonl, curves.png and eval.json."""
+    from ftpdet.api import train
+
+    result = train(config, overrides=set_ or [], resume=resume, overwrite=overwrite)
+    typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pt checkpoint.")],
+    ann: Annotated[Path, typer.Option(help="COCO instances JSON of the evaluation set.")],
+    images: Annotated[Path, typer.Option(help="Directory of the evaluation images.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write detections (COCO results format) here.")] = None,
+    metrics_out: Annotated[Optional[Path], typer.Option(help="Metrics JSON (default: next to --out, or not written).")] = None,
+) -> None:
+    """COCO mAP (AP, AP50, AP75, APs, APm, APl) of a checkpoint through pycocotools."""
+    from ftpdet.api import evaluate_checkpoint
+    from ftpdet.engine.evaluate import summarize
+
+    metrics, detections = evaluate_checkpoint(checkpoint, ann, images)
+    typer.echo(summarize(metrics))
+    typer.echo(json.dumps(metrics))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(detections))
+        metrics_out = metrics_out or out.with_name(out.stem + "_metrics.json")
+        typer.echo(f"saved {len(detections)} detections to {out}")
+    if metrics_out is not None:
+        metrics_out.parent.mkdir(parents=True, exist_ok=True)
+        metrics_out.write_text(json.dumps(metrics, indent=2))
+        typer.echo(f"saved metrics to {metrics_out}")
+
+
+@app.command("predict")
+@friendly
+def predict_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pt checkpoint.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    out: Annotated[Path, typer.Option(help="Directory for the drawn images.")],
+    score_thr: Annotated[float, typer.Option(min=0, max=1, help="Draw detections above this score.")] = 0.3,
+) -> None:
+    """Draw boxes, labels and scores on images."""
+    from ftpdet.api import predict
+
+    for path in predict(checkpoint, images, out, score_thr=score_thr):
+        typer.echo(f"saved {path}")
+
+
+@app.command("demo")
+@friendly
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Demo directory.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option(help="A tiny dataset and schedule (a smoke test, not a result).")] = False,
+) -> None:
+    """Built-in dataset -> teacher -> small student -> side-by-side table, plots and predictions."""
+    from ftpdet.demo import run_demo
+
+    run_demo(out, quick=quick)
+
+
+def main() -> None:
+    app(prog_name="ftpdet")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Checkpoints: one plain dict, written atomically, read with weights_only=True.
+
+Contents: `model` (student weights only), `optimizer`, `scheduler`, `epoch`, `step`, `best_ap`,
+`config` (the resolved config as plain data), `categories` ({ids, names}), `rng` (torch RNG state),
+`version`. Everything is tensors, numbers, strings, lists and dicts, so no code is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftpdet.config import Config, config_from_dict
+from ftpdet.data.coco import Categories
+from ftpdet.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+    """Write to a temp file in the same directory, fsync, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is shared like any output
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load safely. A file holding pickled code (or anything but plain data) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every failure mode here is "not a safe ftpdet checkpoint"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable ftpdet checkpoint (refused by weights_only loading: {first})") from None
+    if not isinstance(ckpt, dict) or not {"model", "config", "categories"} <= set(ckpt):
+        raise CheckpointError(f"{path}: not an ftpdet checkpoint (expected keys model, config, categories)")
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
+    return config_from_dict(ckpt["config"], source=f"{path} (stored config)")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild a detector from a checkpoint: architecture from the stored config, then the weights."""
+    from ftpdet.models.detector import build_detector  # local: keeps checkpoint I/O importable without models
+
+    ckpt = load_checkpoint(path)
+    cfg = checkpoint_config(ckpt, path)
+    cats = Categories.from_dict(ckpt["categories"])
+    model_cfg = cfg.model.model_copy(update={"backbone_weights": None})  # weights come from the checkpoint
+    model = build_detector(model_cfg, len(cats.ids))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the stored model config ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), cfg, cats

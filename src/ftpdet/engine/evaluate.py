@@ -1,0 +1,96 @@
+"""Detections -> COCO results format -> COCO mAP through pycocotools' COCOeval.
+
+We never compute AP ourselves: the numbers are COCOeval's, on the annotation file exactly as given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ftpdet.config import EvalConfig
+from ftpdet.data.coco import CocoDetection, collate
+
+METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def coco_from_dict(data: dict[str, Any]) -> COCO:
+    coco = COCO()
+    coco.dataset = copy.deepcopy(data)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def coco_metrics(coco_gt: COCO, detections: list[dict[str, Any]]) -> dict[str, float]:
+    """AP, AP50, AP75, APs, APm, APl in [0, 1]. No detections at all scores 0 (COCOeval cannot load [])."""
+    if not detections:
+        return {k: 0.0 for k in METRIC_KEYS}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(copy.deepcopy(detections))
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # stats: AP, AP50, AP75, APs, APm, APl, then recalls; -1 means "no gt of that size": report 0.
+    return {k: max(float(v), 0.0) for k, v in zip(METRIC_KEYS, ev.stats[:6])}
+
+
+def to_coco_results(
+    dets: list[dict[str, torch.Tensor]], targets: list[dict], category_ids: list[int]
+) -> list[dict[str, Any]]:
+    """Map boxes from the letterboxed input back to original pixels, xyxy -> xywh, labels -> category ids."""
+    results = []
+    for det, t in zip(dets, targets):
+        h, w = t["orig_size"]
+        boxes = (det["boxes"].float() / t["scale"]).cpu().numpy()
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        for (x0, y0, x1, y1), s, lab in zip(boxes, det["scores"].tolist(), det["labels"].tolist()):
+            results.append(
+                {
+                    "image_id": int(t["image_id"]),
+                    "category_id": int(category_ids[lab]),
+                    "bbox": [round(float(x0), 3), round(float(y0), 3), round(float(x1 - x0), 3), round(float(y1 - y0), 3)],
+                    "score": round(float(s), 5),
+                }
+            )
+    return results
+
+
+@torch.no_grad()
+def run_detector(model, dataset: CocoDetection, cfg: EvalConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """Detections for every image of `dataset`, in the COCO results format."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+    device = next(model.parameters()).device
+    results: list[dict[str, Any]] = []
+    for images, targets in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
+        dets = model.predict(images.to(device), cfg)
+        results.extend(to_coco_results(dets, targets, dataset.categories.ids))
+    model.train(was_training)
+    return results
+
+
+def evaluate(model, dataset: CocoDetection, cfg: EvalConfig, progress: bool = True) -> tuple[dict[str, float], list]:
+    detections = run_detector(model, dataset, cfg, progress)
+    return coco_metrics(coco_from_dict(dataset.coco_json), detections), detections
+
+
+def summarize(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in METRIC_KEYS)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

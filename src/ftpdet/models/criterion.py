@@ -1,0 +1,108 @@
+"""GFL training loss: ATSS assignment, then QFL + DFL + GIoU as named terms (unweighted).
+
+Normalisers follow GFL: QFL by the number of positives; DFL and GIoU by the sum of per-positive
+weights w = max class score (detached), so locations the classifier already trusts steer the box
+losses more. DFL is also averaged over the 4 edges of a location. Both normalisers are averaged
+across DDP ranks so every process scales its gradient the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from ftpdet.config import LossConfig
+from ftpdet.losses import bbox2distance, distance2bbox, distribution_focal_loss, giou_loss, integral, quality_focal_loss
+from ftpdet.models.assigner import AssignResult, atss_assign
+from ftpdet.models.detector import Priors, flatten_levels
+
+
+def reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """Average a scalar over DDP ranks (identity in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= dist.get_world_size()
+    return x
+
+
+@dataclass
+class Targets:
+    """Dense training targets, (B, N, ...) with N locations; distillers reuse them (e.g. LD's regions)."""
+
+    labels: torch.Tensor  # (B, N) long, num_classes = background
+    boxes: torch.Tensor  # (B, N, 4) xyxy pixels of the assigned gt (zeros at background)
+    pos: torch.Tensor  # (B, N) bool
+    assign: list[AssignResult]  # per image, for region definitions that need IoUs or thresholds
+    gt_boxes: list[torch.Tensor]  # per image (G, 4)
+
+
+@torch.no_grad()
+def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: int) -> Targets:
+    labels, boxes, results = [], [], []
+    for t in targets:
+        gt = t["boxes"].to(priors.points.device)
+        res = atss_assign(priors.anchors, priors.num_per_level, gt, topk)
+        idx = res.gt_index
+        lab = torch.full_like(idx, num_classes)
+        box = priors.points.new_zeros(idx.shape[0], 4)
+        pos = idx >= 0
+        if pos.any():
+            lab[pos] = t["labels"].to(idx.device)[idx[pos]]
+            box[pos] = gt[idx[pos]]
+        labels.append(lab)
+        boxes.append(box)
+        results.append(res)
+    lab = torch.stack(labels)
+    return Targets(lab, torch.stack(boxes), lab < num_classes, results, [t["boxes"] for t in targets])
+
+
+class GFLLoss:
+    def __init__(self, cfg: LossConfig, num_classes: int, reg_max: int, topk: int) -> None:
+        self.cfg, self.num_classes, self.reg_max, self.topk = cfg, num_classes, reg_max, topk
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"loss_qfl": self.cfg.qfl, "loss_dfl": self.cfg.dfl, "loss_giou": self.cfg.giou}
+
+    def __call__(
+        self, outputs: dict[str, list], priors: Priors, targets: list[dict]
+    ) -> tuple[dict[str, torch.Tensor], Targets]:
+        tg = build_targets(priors, targets, self.num_classes, self.topk)
+        cls = flatten_levels(outputs["cls_logits"]).float()  # (B, N, C)
+        edges = flatten_levels(outputs["edge_logits"]).float()  # (B, N, 4 * (reg_max + 1))
+        b, n, c = cls.shape
+        pos = tg.pos
+        num_pos = reduce_mean(pos.sum().float()).clamp(min=1.0)
+
+        score = torch.zeros_like(cls)
+        if pos.any():
+            pts = priors.points[None].expand(b, n, 2)[pos]  # (P, 2)
+            strides = priors.strides[None].expand(b, n)[pos][:, None]  # (P, 1)
+            pred_dist = integral(edges[pos])  # (P, 4) stride units
+            pred_box = distance2bbox(pts, pred_dist * strides)  # (P, 4) pixels
+            gt_box = tg.boxes[pos]
+            iou = _aligned_iou(pred_box.detach(), gt_box)
+            score[pos, tg.labels[pos]] = iou
+            weight = cls[pos].detach().sigmoid().max(1).values  # (P,)
+            weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)  # as GFL: at most a plain sum early on
+            loss_giou = (giou_loss(pred_box, gt_box) * weight).sum() / weight_sum
+            target_dist = bbox2distance(pts, gt_box) / strides  # (P, 4) stride units
+            target_dist = target_dist.clamp(0, self.reg_max - 0.01)
+            dfl = distribution_focal_loss(edges[pos].reshape(-1, self.reg_max + 1), target_dist.reshape(-1))
+            loss_dfl = (dfl.reshape(-1, 4).mean(1) * weight).sum() / weight_sum
+        else:  # keep the graph: DDP needs a gradient for every parameter
+            loss_giou = loss_dfl = edges.sum() * 0
+        loss_qfl = quality_focal_loss(cls, score, self.cfg.qfl_beta).sum() / num_pos
+        return {"loss_qfl": loss_qfl, "loss_dfl": loss_dfl, "loss_giou": loss_giou}, tg
+
+
+def _aligned_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of box pairs a[i], b[i]: (P, 4) xyxy -> (P,)."""
+    lt = torch.max(a[:, :2], b[:, :2])
+    rb = torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area = lambda x: (x[:, 2:] - x[:, :2]).clamp(min=0).prod(1)  # noqa: E731
+    return inter / (area(a) + area(b) - inter).clamp(min=1e-6)
