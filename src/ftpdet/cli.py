@@ -45,11 +45,16 @@ def data_synth(
     num_val: Annotated[int, typer.Option(min=1)] = 500,
     image_size: Annotated[int, typer.Option(min=32)] = 128,
     classes: Annotated[int, typer.Option(min=1, max=10, help="Number of shape classes (1-10).")] = 10,
+    min_object_size: Annotated[float, typer.Option(help="Smallest object extent in pixels (tiny ones are hard).")] = 6.0,
 ) -> None:
     """Write the built-in shapes dataset in COCO format."""
     from ftpdet.data.synth import synthesize
 
-    synthesize(out, seed=seed, num_train=num_train, num_val=num_val, image_size=image_size, num_classes=classes)
+    try:
+        synthesize(out, seed=seed, num_train=num_train, num_val=num_val, image_size=image_size, num_classes=classes,
+                   min_object_size=min_object_size)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     typer.echo(f"wrote {num_train} train + {num_val} val images to {out} "
                f"(annotations in {out / 'annotations'})")
 

@@ -36,8 +36,11 @@ class ModelConfig(_Section):
     head_channels: int = Field(96, ge=8)
     num_convs: int = Field(2, ge=0)  # convs per tower; GFL uses 4, the CPU-sized head 2
     reg_max: int = Field(16, ge=1)  # edge distributions have reg_max + 1 bins (GFL default 16)
-    anchor_scale: float = Field(8.0, gt=0)  # ATSS anchor side = anchor_scale * stride (GFL: 8)
+    # ATSS anchor side = anchor_scale * stride. GFL uses 8 for ~800 px COCO images; with 8 on 128 px
+    # images no object is big enough for P5, so 4 spreads 6-115 px objects over P3-P5. Use 8 for COCO sizes.
+    anchor_scale: float = Field(4.0, gt=0)
     atss_topk: int = Field(9, ge=1)
+    atss_fallback: bool = True  # a box ATSS leaves without positives takes its nearest free location
 
     @model_validator(mode="after")
     def _check_strides(self) -> ModelConfig:

@@ -123,7 +123,7 @@ def train(
     categories = Categories.from_dict(ckpt["categories"]) if ckpt else None
     train_ds, val_ds = build_datasets(cfg, categories)
     model = build_detector(cfg.model, train_ds.num_classes).to(device)
-    criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk)
+    criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk, cfg.model.atss_fallback)
     optimizer = build_optimizer(model, tc)
 
     sampler = DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=tc.seed, drop_last=True)

@@ -40,11 +40,11 @@ class Targets:
 
 
 @torch.no_grad()
-def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: int) -> Targets:
+def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: int, fallback: bool = True) -> Targets:
     labels, boxes, results = [], [], []
     for t in targets:
         gt = t["boxes"].to(priors.points.device)
-        res = atss_assign(priors.anchors, priors.num_per_level, gt, topk)
+        res = atss_assign(priors.anchors, priors.num_per_level, gt, topk, fallback)
         idx = res.gt_index
         lab = torch.full_like(idx, num_classes)
         box = priors.points.new_zeros(idx.shape[0], 4)
@@ -60,8 +60,8 @@ def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: i
 
 
 class GFLLoss:
-    def __init__(self, cfg: LossConfig, num_classes: int, reg_max: int, topk: int) -> None:
-        self.cfg, self.num_classes, self.reg_max, self.topk = cfg, num_classes, reg_max, topk
+    def __init__(self, cfg: LossConfig, num_classes: int, reg_max: int, topk: int, fallback: bool = True) -> None:
+        self.cfg, self.num_classes, self.reg_max, self.topk, self.fallback = cfg, num_classes, reg_max, topk, fallback
 
     @property
     def weights(self) -> dict[str, float]:
@@ -70,7 +70,7 @@ class GFLLoss:
     def __call__(
         self, outputs: dict[str, list], priors: Priors, targets: list[dict]
     ) -> tuple[dict[str, torch.Tensor], Targets]:
-        tg = build_targets(priors, targets, self.num_classes, self.topk)
+        tg = build_targets(priors, targets, self.num_classes, self.topk, self.fallback)
         cls = flatten_levels(outputs["cls_logits"]).float()  # (B, N, C)
         edges = flatten_levels(outputs["edge_logits"]).float()  # (B, N, 4 * (reg_max + 1))
         b, n, c = cls.shape

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny built-in datasets and configs small enough for CPU tests."""
+
+import pytest
+
+from ftpdet.config import load_config
+from ftpdet.data.synth import synthesize
+
+TINY_MODEL = [
+    "model.backbone=mobilenet_v3_small",
+    "model.width_mult=0.5",
+    "model.fpn_channels=32",
+    "model.head_channels=32",
+    "model.num_convs=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """16 train / 4 val images of 64 px, 4 classes."""
+    return synthesize(tmp_path_factory.mktemp("tiny"), seed=0, num_train=16, num_val=4, image_size=64, num_classes=4)
+
+
+def tiny_config(root, out_dir, *extra):
+    return load_config(
+        None,
+        [f"data.root={root}", "data.image_size=64", f"train.out_dir={out_dir}", "train.batch_size=8",
+         "train.warmup_steps=2", "train.log_every=1", *TINY_MODEL, *extra],
+    )
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tmp_path_factory):
+    """A detector trained to memorise 8 images (no augmentation), evaluated on those same images."""
+    from ftpdet.engine.train import train
+
+    tmp = tmp_path_factory.mktemp("overfit")
+    root = synthesize(tmp / "data", seed=5, num_train=8, num_val=1, image_size=96, num_classes=3, min_object_size=16)
+    cfg = tiny_config(
+        root, tmp / "run",
+        "data.image_size=96", f"data.val_ann={root}/annotations/instances_train.json", f"data.val_images={root}/train",
+        "data.hflip=0", "data.photometric=false", "train.epochs=150", "train.eval_every=150",
+        "train.lr=0.003", "train.warmup_steps=20", "train.log_every=50", "train.weight_decay=0",
+        "model.fpn_channels=48", "model.head_channels=48", "model.num_convs=2", "model.width_mult=1.0",
+    )
+    result = train(cfg, progress=False)
+    return result, root

@@ -1,0 +1,51 @@
+"""Checkpoints: atomic writes, weights_only loading, clear refusals."""
+
+import pickle
+
+import pytest
+import torch
+
+from ftpdet.engine import checkpoint as ck
+from ftpdet.errors import CheckpointError
+
+
+def test_crash_mid_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ck.save_atomic({"model": {"w": torch.ones(2)}, "config": {}, "categories": {}}, path)
+    before = path.read_bytes()
+
+    def exploding_save(obj, f):
+        f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", exploding_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ck.save_atomic({"model": {"w": torch.zeros(2)}}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_pickled_code_is_refused_and_not_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "evil.pt"
+    with bad.open("wb") as f:
+        pickle.dump({"model": _Payload(), "config": {}, "categories": {}}, f)
+    with pytest.raises(CheckpointError, match="evil.pt: not a loadable ftpdet checkpoint"):
+        ck.load_checkpoint(bad)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_other_files_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        ck.load_checkpoint(tmp_path / "none.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not an ftpdet checkpoint"):
+        ck.load_checkpoint(other)

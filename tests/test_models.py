@@ -1,0 +1,77 @@
+"""Detector wiring: shapes per level, tower access for distillation, backbone weights from a local file."""
+
+import pytest
+import torch
+import torchvision
+
+from ftpdet.config import ModelConfig
+from ftpdet.errors import CheckpointError, ConfigError
+from ftpdet.models.backbones import build_backbone
+from ftpdet.models.detector import build_detector
+
+SMALL = dict(fpn_channels=32, head_channels=32, num_convs=2, reg_max=7)
+
+
+@pytest.mark.parametrize("backbone,strides", [("resnet18", [8, 16, 32]), ("mobilenet_v3_small", [8, 16, 32, 64, 128])])
+def test_output_shapes_per_level(backbone, strides):
+    model = build_detector(ModelConfig(backbone=backbone, strides=strides, **SMALL), num_classes=5).eval()
+    out = model(torch.randint(0, 255, (2, 3, 128, 128), dtype=torch.uint8))
+    for level, s in enumerate(strides):
+        hw = (128 // s, 128 // s)
+        assert out["cls_logits"][level].shape == (2, 5, *hw)
+        assert out["edge_logits"][level].shape == (2, 4 * 8, *hw)
+        assert len(out["cls_tower"][level]) == 3 and out["cls_tower"][level][2].shape == (2, 32, *hw)
+    scores, boxes = model.decode(out)
+    n = sum((128 // s) ** 2 for s in strides)
+    assert scores.shape == (2, n, 5) and boxes.shape == (2, n, 4)
+
+
+def test_forward_from_any_tower_layer_matches_the_full_head():
+    model = build_detector(ModelConfig(backbone="resnet18", **SMALL), num_classes=3).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 64) * 255)
+        for level in range(3):
+            for k in range(3):
+                cls, edges = model.head.forward_from(level, k, out["cls_tower"][level][k], out["reg_tower"][level][k])
+                assert torch.allclose(cls, out["cls_logits"][level], atol=1e-6)
+                assert torch.allclose(edges, out["edge_logits"][level], atol=1e-6)
+
+
+def test_initial_scores_start_at_the_prior():
+    model = build_detector(ModelConfig(backbone="mobilenet_v3_small", **SMALL), num_classes=4).eval()
+    scores, _ = model.decode(model(torch.rand(1, 3, 64, 64) * 255))
+    assert scores.mean().item() == pytest.approx(0.01, rel=0.2)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_backbone_weights_from_a_local_file(tmp_path, name):
+    torch.manual_seed(123)
+    reference = torchvision.models.get_model(name)
+    path = tmp_path / "w.pth"
+    torch.save(reference.state_dict(), path)
+    torch.manual_seed(0)  # a different random init, overwritten by the file
+    backbone = build_backbone(name, weights=str(path))
+    loaded = dict(backbone.named_parameters())
+    ref = dict(reference.named_parameters())
+    assert len(loaded) > 10
+    for key, value in loaded.items():
+        ref_key = key.removeprefix("body.").removeprefix("features.")
+        ref_key = ref_key if ref_key in ref else f"features.{ref_key}"
+        assert torch.equal(value, ref[ref_key]), key
+
+
+def test_wrong_backbone_weights_are_refused(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), path)
+    with pytest.raises(CheckpointError, match="not resnet18 weights"):
+        build_backbone("resnet18", weights=str(path))
+    with pytest.raises(ConfigError, match="backbone weights file not found"):
+        build_backbone("resnet18", weights=str(tmp_path / "missing.pth"))
+
+
+def test_mobilenet_width_mult_makes_a_smaller_student():
+    big = build_detector(ModelConfig(backbone="resnet18"), 10)
+    small = build_detector(ModelConfig(backbone="mobilenet_v3_small", width_mult=0.5, fpn_channels=48,
+                                       head_channels=48, num_convs=1), 10)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(big) > 20 * n(small)

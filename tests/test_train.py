@@ -1,0 +1,74 @@
+"""The training engine: it learns, resumes exactly, stops cleanly on a non-finite loss, writes its outputs."""
+
+import json
+
+import pytest
+import torch
+
+from ftpdet.engine.checkpoint import load_checkpoint
+from ftpdet.engine.train import lr_factor, train
+from ftpdet.errors import ConfigError, TrainingError
+from ftpdet.config import TrainConfig
+from tests.conftest import tiny_config
+
+
+def test_overfits_a_handful_of_images(overfit_run):
+    """Proof that the detector learns: 8 images, no augmentation, evaluated on the same 8 images."""
+    result, _ = overfit_run
+    assert result.last_metrics["AP50"] >= 0.9, result.last_metrics
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tmp_path):
+    full = train(tiny_config(tiny_data, tmp_path / "full", "train.epochs=3"), progress=False)
+    cfg = tiny_config(tiny_data, tmp_path / "sliced", "train.epochs=3")
+    train(cfg, stop_after=1, progress=False)
+    assert load_checkpoint(tmp_path / "sliced" / "last.pt")["epoch"] == 1
+    resumed = train(cfg, resume=True, progress=False)
+    a = load_checkpoint(full.out_dir / "last.pt")
+    b = load_checkpoint(resumed.out_dir / "last.pt")
+    assert a["step"] == b["step"] == 6
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert a["history"] == b["history"]
+    # metrics.jsonl of the sliced run holds each step exactly once.
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "sliced" / "metrics.jsonl").read_text().splitlines()
+             if "eval" not in ln]
+    assert steps == list(range(1, 7))
+
+
+def test_run_outputs(tiny_data, tmp_path):
+    result = train(tiny_config(tiny_data, tmp_path / "run", "train.epochs=2"), progress=False)
+    out = result.out_dir
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "config.yaml", "eval.json"):
+        assert (out / name).is_file(), name
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["categories"]["names"] == ["circle", "triangle", "square", "pentagon"]
+    assert ckpt["config"]["model"]["backbone"] == "mobilenet_v3_small"
+    assert "optimizer" in ckpt and "optimizer" not in load_checkpoint(out / "best.pt")
+    lines = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "loss_qfl", "loss_dfl", "loss_giou", "lr"} <= set(lines[0])
+    assert sum("eval" in ln for ln in lines) == 2
+    assert set(json.loads((out / "eval.json").read_text())["best"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+
+
+def test_existing_run_needs_resume_or_overwrite(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=1")
+    train(cfg, progress=False)
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        train(cfg, progress=False)
+    train(cfg, overwrite=True, progress=False)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=1", "loss.giou=.nan")
+    with pytest.raises(TrainingError, match="non-finite loss at step 0 .*loss_giou.*no checkpoint was written yet"):
+        train(cfg, progress=False)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, 110, cfg) == pytest.approx(0.1)
+    assert lr_factor(5, 110, cfg) == pytest.approx(0.55)
+    assert lr_factor(10, 110, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, 110, cfg) == pytest.approx(0.55)  # half way through the cosine
+    assert lr_factor(110, 110, cfg) == pytest.approx(0.1)
