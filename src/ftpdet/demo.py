@@ -61,7 +61,7 @@ def _comparison_plot(runs: dict[str, dict], out_png: Path) -> None:
     plt.close(fig)
 
 
-def _predictions(out: Path, runs: dict[str, dict], data: Path, image_size: int, count: int = 4) -> list[Path]:
+def _predictions(out: Path, runs: dict[str, dict], data: Path, count: int = 4) -> list[Path]:
     """Teacher and student detections on the same validation images, side by side."""
     from PIL import Image
 
@@ -75,8 +75,9 @@ def _predictions(out: Path, runs: dict[str, dict], data: Path, image_size: int, 
     for path in sorted((data / "val").glob("*.png"))[:count]:
         panels = []
         for name, (model, cfg, cats) in models.items():
-            image, det = predict_image(model, path, image_size, cfg.eval.model_copy(update={"score_thr": 0.3}))
-            panels.append(draw_detections(image, det, cats.names, upscale=max(1, 320 // image_size)))
+            size = cfg.data.image_size
+            image, det = predict_image(model, path, size, cfg.eval.model_copy(update={"score_thr": 0.3}))
+            panels.append(draw_detections(image, det, cats.names, upscale=max(1, 320 // size)))
         canvas = Image.new("RGB", (sum(p.width for p in panels) + 8 * (len(panels) - 1), panels[0].height), "white")
         x = 0
         for p in panels:
@@ -100,6 +101,7 @@ def format_table(runs: dict[str, dict]) -> str:
 
 
 def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
+    from ftpdet.engine.checkpoint import load_model
     from ftpdet.engine.train import train
 
     t_start = time.perf_counter()
@@ -111,8 +113,6 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
         print(f"\n== {role}: {cfg.model.backbone} (width {cfg.model.width_mult}), FPN {cfg.model.fpn_channels} ch, "
               f"{cfg.model.num_convs} conv(s) per tower")
         result = train(cfg, overwrite=True)
-        from ftpdet.engine.checkpoint import load_model
-
         model, _, _ = load_model(result.out_dir / "last.pt")
         runs[role] = {
             "config": cfg.model.model_dump(),
@@ -123,9 +123,8 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
             "checkpoint": str(result.out_dir / "last.pt"),
         }
 
-    image_size = load_config(None, [f"data.root={data}"] + (QUICK_TRAIN if quick else [])).data.image_size
     _comparison_plot(runs, out / "comparison.png")
-    preds = _predictions(out, runs, data, image_size)
+    preds = _predictions(out, runs, data)
     elapsed = time.perf_counter() - t_start
     gap = 100 * (runs["teacher"]["metrics"]["AP"] - runs["student"]["metrics"]["AP"])
     table = format_table(runs)

@@ -37,6 +37,8 @@ def draw_detections(image: torch.Tensor, det: dict[str, torch.Tensor], class_nam
     """Boxes with 'class score' labels; small images are upscaled first so the text is legible."""
     if upscale > 1:
         image = torch.nn.functional.interpolate(image[None].float(), scale_factor=upscale, mode="nearest")[0].byte()
+    if len(det["boxes"]) == 0:
+        return Image.fromarray(image.permute(1, 2, 0).numpy())
     labels = [f"{class_names[int(c)]} {s:.2f}" for c, s in zip(det["labels"], det["scores"].tolist())]
     colors = [_PALETTE[int(c) % len(_PALETTE)] for c in det["labels"]]
     drawn = draw_bounding_boxes(image, det["boxes"] * upscale, labels=labels, colors=colors, width=2)

@@ -1,0 +1,80 @@
+"""The CLI: commands listed, user errors are one line with exit code 2, the demo runs end to end."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from ftpdet.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "ftpdet", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("data", "train", "eval", "predict", "demo"):
+        assert command in out
+    assert "synth" in runner.invoke(app, ["data", "--help"]).output
+
+
+def test_data_synth_and_stats(tmp_path):
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "d"), "--num-train", "5", "--num-val", "2",
+                              "--image-size", "64", "--classes", "8"])
+    assert res.exit_code == 0, res.output
+    ann = tmp_path / "d" / "annotations" / "instances_train.json"
+    n_boxes = len(json.loads(ann.read_text())["annotations"])
+    res = runner.invoke(app, ["data", "stats", "--ann", str(ann), "--out", str(tmp_path / "stats")])
+    assert res.exit_code == 0, res.output
+    assert "hexagon" in res.output and f"{'all':<16}{n_boxes:>8}" in res.output
+    stats = json.loads((tmp_path / "stats" / "stats.json").read_text())
+    assert sum(stats["per_class"].values()) == n_boxes == sum(stats["sizes"].values())
+    assert (tmp_path / "stats" / "stats.png").stat().st_size > 1000
+
+
+def test_bad_synth_arguments_are_rejected(tmp_path):
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--classes", "11"])
+    assert res.exit_code == 2
+
+
+def one_line_error(res, text):
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], res.output
+    assert "Traceback" not in res.output
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
+    one_line_error(runner.invoke(app, ["train", str(tmp_path / "missing.yaml")]), "missing.yaml: config file not found")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  epochs: 1\n  lrr: 3\n")
+    one_line_error(runner.invoke(app, ["train", str(cfg)]), "unknown key 'train.lrr' (did you mean 'lr'?)")
+    one_line_error(runner.invoke(app, ["train", "demo_student", "--set", "train.epochs=zero"]), "'train.epochs'")
+    one_line_error(runner.invoke(app, ["train", "demo_student", "--set", f"data.root={tmp_path}/nodata"]),
+                   "annotation file not found")
+    one_line_error(runner.invoke(app, ["eval", str(tmp_path / "none.pt"), "--ann", "a.json", "--images", "."]),
+                   "checkpoint not found")
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{")
+    one_line_error(runner.invoke(app, ["data", "stats", "--ann", str(bad_json)]), "not valid JSON")
+
+
+def test_demo_quick_runs_end_to_end_and_predict_draws(tmp_path):
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["runs"]) == {"teacher", "student"}
+    assert summary["runs"]["teacher"]["params_m"] > 10 * summary["runs"]["student"]["params_m"]
+    assert "| teacher |" in res.output and "| student |" in res.output
+    for name in ("report.md", "comparison.png", "teacher/curves.png", "student/last.pt"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "predictions").glob("*.png"))) == 4
+
+    image = sorted((out / "data" / "val").glob("*.png"))[0]
+    res = runner.invoke(app, ["predict", str(out / "student" / "last.pt"), str(image), "--out", str(tmp_path / "vis"),
+                              "--score-thr", "0.0"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "vis" / f"{image.stem}_pred.png").is_file()
+    one_line_error(runner.invoke(app, ["predict", str(out / "student" / "last.pt"), str(tmp_path / "nope.png"),
+                                       "--out", str(tmp_path / "vis")]), "nope.png: image file not found")
