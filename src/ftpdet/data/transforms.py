@@ -1,0 +1,62 @@
+"""Augmentation with torchvision.transforms.v2, boxes carried as tv_tensors.BoundingBoxes.
+
+Every image is letterboxed to a square: scaled so its longer side is `size`, then padded on the right
+and bottom. Padding only there keeps box coordinates valid after scaling, so mapping a detection back
+to the original image is a single division by the scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+
+def letterbox_scale(height: int, width: int, size: int) -> float:
+    return size / max(height, width)
+
+
+class Letterbox(v2.Transform):
+    """Resize keeping the aspect ratio so the longer side is `size`, then pad to `size` x `size`."""
+
+    def __init__(self, size: int, fill: int = 114) -> None:
+        super().__init__()
+        self.size = size
+        self.fill = fill
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        s = letterbox_scale(h, w, self.size)
+        nh, nw = min(self.size, round(h * s)), min(self.size, round(w * s))
+        return {"new_size": [nh, nw], "padding": [0, 0, self.size - nw, self.size - nh]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.BoundingBoxes)):
+            return inpt  # labels and other plain values pass through
+        out = F.resize(inpt, params["new_size"], antialias=True)
+        return F.pad(out, params["padding"], fill=self.fill if isinstance(inpt, tv_tensors.Image) else 0)
+
+
+def build_transforms(size: int, train: bool, hflip: float = 0.5, photometric: bool = True) -> v2.Compose:
+    """Train: photometric jitter, letterbox, flip, drop boxes that shrank below 1 px. Eval: letterbox."""
+    ops: list[v2.Transform] = []
+    if train and photometric:
+        ops.append(v2.RandomPhotometricDistort(p=0.5))
+    ops.append(Letterbox(size))
+    if train and hflip > 0:
+        ops.append(v2.RandomHorizontalFlip(p=hflip))
+    ops.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+    return v2.Compose(ops)
+
+
+def make_sample(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Wrap raw tensors for v2: image (3, H, W) uint8, boxes (N, 4) xyxy pixels, labels (N,)."""
+    h, w = image.shape[-2:]
+    return {
+        "image": tv_tensors.Image(image),
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+        "labels": labels,
+    }
