@@ -72,3 +72,10 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(10, 110, cfg) == pytest.approx(1.0)
     assert lr_factor(60, 110, cfg) == pytest.approx(0.55)  # half way through the cosine
     assert lr_factor(110, 110, cfg) == pytest.approx(0.1)
+
+
+def test_evaluating_more_often_does_not_change_training(tiny_data, tmp_path):
+    a = train(tiny_config(tiny_data, tmp_path / "a", "train.epochs=2", "train.eval_every=1"), progress=False)
+    b = train(tiny_config(tiny_data, tmp_path / "b", "train.epochs=2", "train.eval_every=2"), progress=False)
+    wa, wb = load_checkpoint(a.out_dir / "last.pt")["model"], load_checkpoint(b.out_dir / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

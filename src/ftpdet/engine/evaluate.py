@@ -72,7 +72,9 @@ def run_detector(model, dataset: CocoDetection, cfg: EvalConfig, progress: bool 
     """Detections for every image of `dataset`, in the COCO results format."""
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
+    # Its own generator: creating a loader iterator draws a seed from the global RNG otherwise, and then
+    # how often a run evaluates would change its training augmentation.
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator())
     device = next(model.parameters()).device
     results: list[dict[str, Any]] = []
     for images, targets in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
