@@ -50,8 +50,8 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     cfg.write_text("train:\n  epochs: 1\n  lrr: 3\n")
     one_line_error(runner.invoke(app, ["train", str(cfg)]), "unknown key 'train.lrr' (did you mean 'lr'?)")
     one_line_error(runner.invoke(app, ["train", "demo_student", "--set", "train.epochs=zero"]), "'train.epochs'")
-    one_line_error(runner.invoke(app, ["train", "demo_student", "--set", f"data.root={tmp_path}/nodata"]),
-                   "annotation file not found")
+    one_line_error(runner.invoke(app, ["train", "demo_student", "--set", f"data.root={tmp_path}/nodata",
+                                       "--set", f"train.out_dir={tmp_path}/run"]), "annotation file not found")
     one_line_error(runner.invoke(app, ["eval", str(tmp_path / "none.pt"), "--ann", "a.json", "--images", "."]),
                    "checkpoint not found")
     bad_json = tmp_path / "bad.json"

@@ -63,7 +63,7 @@ def _comparison_plot(runs: dict[str, dict], out_png: Path) -> None:
 
 def _predictions(out: Path, runs: dict[str, dict], data: Path, count: int = 4) -> list[Path]:
     """Teacher and student detections on the same validation images, side by side."""
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     from ftpdet.engine.checkpoint import load_model
     from ftpdet.engine.predict import draw_detections, predict_image
@@ -78,15 +78,33 @@ def _predictions(out: Path, runs: dict[str, dict], data: Path, count: int = 4) -
             size = cfg.data.image_size
             image, det = predict_image(model, path, size, cfg.eval.model_copy(update={"score_thr": 0.3}))
             panels.append(draw_detections(image, det, cats.names, upscale=max(1, 320 // size)))
-        canvas = Image.new("RGB", (sum(p.width for p in panels) + 8 * (len(panels) - 1), panels[0].height), "white")
+        title_h = 16
+        canvas = Image.new("RGB", (sum(p.width for p in panels) + 8 * (len(panels) - 1), panels[0].height + title_h), "white")
+        draw = ImageDraw.Draw(canvas)
         x = 0
-        for p in panels:
-            canvas.paste(p, (x, 0))
+        for name, p in zip(models, panels):
+            draw.text((x + 4, 2), name, fill="black")
+            canvas.paste(p, (x, title_h))
             x += p.width + 8
         target = pred_dir / f"{path.stem}_{'_vs_'.join(models)}.png"
         canvas.save(target)
         written.append(target)
     return written
+
+
+def machine_description() -> str:
+    """CPU model and thread count (or the GPU), for reports: timings mean little without the machine."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def format_table(runs: dict[str, dict]) -> str:
@@ -133,14 +151,19 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
         "teacher_minus_student_AP": gap,
         "elapsed_seconds": elapsed,
         "quick": quick,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": machine_description(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    from ftpdet.data.stats import dataset_stats
+
+    sizes = dataset_stats(data / "annotations" / "instances_val.json")["sizes"]
+    empty = [f"AP{b[0]}" for b in ("small", "medium", "large") if sizes[b] == 0]
+    size_note = f" {', '.join(empty)} read 0: the validation set has no object of that COCO size." if empty else ""
     report = [
         "# ftpdet demo" + (" (quick smoke run: not a result)" if quick else ""),
         "",
         f"Produced by `ftpdet demo --out {out}`{' --quick' if quick else ''} in {elapsed / 60:.1f} min on {summary['machine']}.",
-        "AP is COCO AP on the built-in validation set, final checkpoint of each run (seed 0).",
+        "AP is COCO AP (%) on the built-in validation set, final checkpoint of each run (seed 0)." + size_note,
         "",
         table,
         "",
