@@ -158,7 +158,8 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
 
     sizes = dataset_stats(data / "annotations" / "instances_val.json")["sizes"]
     empty = [f"AP{b[0]}" for b in ("small", "medium", "large") if sizes[b] == 0]
-    size_note = f" {', '.join(empty)} read 0: the validation set has no object of that COCO size." if empty else ""
+    verb = "reads" if len(empty) == 1 else "read"
+    size_note = f" {', '.join(empty)} {verb} 0: the validation set has no object of that COCO size." if empty else ""
     report = [
         "# ftpdet demo" + (" (quick smoke run: not a result)" if quick else ""),
         "",
