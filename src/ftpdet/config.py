@@ -122,12 +122,92 @@ class EvalConfig(_Section):
     batch_size: int = Field(32, ge=1)
 
 
+class KDConfig(_Section):
+    """Hinton-style KD on class scores: BCE(sigmoid(z_s / T), sigmoid(z_t / T)), teacher-confidence weighted."""
+
+    temperature: float = Field(2.0, gt=0)
+    weight: float = Field(1.0, ge=0)
+
+
+class LDConfig(_Section):
+    """Localization Distillation (Zheng et al., CVPR 2022), the original repository's full scheme."""
+
+    temperature: float = Field(10.0, gt=0)
+    weight: float = Field(0.25, ge=0)  # main region: the ATSS positives
+    vlr: bool = True  # valuable localization region: 0.25 t <= DIoU(anchor, gt) < t, t = ATSS threshold
+    vlr_weight: float = Field(0.25, ge=0)
+    cls_kd: bool = True  # class KD at positives: softmax KL at cls_temperature
+    cls_temperature: float = Field(2.0, gt=0)
+    cls_weight: float = Field(10.0, ge=0)
+
+
+class CrossKDConfig(_Section):
+    """CrossKD (Wang et al., CVPR 2024): student tower features -> the frozen teacher head's remaining layers."""
+
+    layer: int | None = Field(None, ge=0)  # tower layer to tap (None: the teacher's last-but-one, CrossKD's 3 of 4)
+    cls_weight: float = Field(1.0, ge=0)
+    reg_weight: float = Field(3.0, ge=0)  # KL at T = 1 on edge distributions, summed over bins
+    giou_weight: float = Field(2.0, ge=0)
+
+
+class BCKDConfig(_Section):
+    """BCKD (Yang et al., ICCV 2023): binary class distillation + GIoU between decoded boxes, all locations."""
+
+    cls_weight: float = Field(1.0, ge=0)
+    box_weight: float = Field(4.0, ge=0)
+
+
+class PKDConfig(_Section):
+    """PKD (Cao et al., NeurIPS 2022): MSE between per-channel z-scored FPN features (Pearson correlation)."""
+
+    weight: float = Field(6.0, ge=0)  # per FPN level, as in mmrazor's PKD detection configs
+
+
+class PDConfig(_Section):
+    enabled: bool = True
+    # Where student responses are produced for distillation: "output" (the student's own head outputs)
+    # or a tower layer k: student features after layer k go through a frozen copy of the teacher head's
+    # remaining layers (training only), so the student head is not pulled between labels and teacher.
+    position: Literal["output"] | int = "output"
+
+
+class DLTConfig(_Section):
+    enabled: bool = True
+    mode: Literal["std", "entropy", "quality"] = "entropy"
+
+
+class CTFConfig(_Section):
+    enabled: bool = True
+    mode: Literal["binary", "standardized", "relation"] = "binary"
+
+
+class FTPDConfig(_Section):
+    """FTPD = PD + DLT + CTF (DESIGN.md section 4). Deliberately no temperature field: DLT and CTF need none."""
+
+    pd: PDConfig = PDConfig()
+    dlt: DLTConfig = DLTConfig()
+    ctf: CTFConfig = CTFConfig()
+    cls_weight: float = Field(1.0, ge=0)
+    box_weight: float = Field(1.0, ge=0)
+
+
+class DistillConfig(_Section):
+    method: str = "ftpd"  # kd | ld | crosskd | bckd | pkd | ftpd, or a combination such as ftpd+pkd
+    kd: KDConfig = KDConfig()
+    ld: LDConfig = LDConfig()
+    crosskd: CrossKDConfig = CrossKDConfig()
+    bckd: BCKDConfig = BCKDConfig()
+    pkd: PKDConfig = PKDConfig()
+    ftpd: FTPDConfig = FTPDConfig()
+
+
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     loss: LossConfig = LossConfig()
     eval: EvalConfig = EvalConfig()
+    distill: DistillConfig = DistillConfig()
 
 
 def _close_match(loc: tuple[Any, ...]) -> str:

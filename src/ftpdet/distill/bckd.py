@@ -1,0 +1,40 @@
+"""`bckd`: Bridging Cross-task Protocol Inconsistency (Yang et al., ICCV 2023) (baseline).
+
+Classes: binary KD to sigmoid(z_t), modulated by |sigmoid(z_t) - sigmoid(z_s)| (QFL with beta = 1), at all
+locations, normalised by the number of positives; weight 1. Boxes: GIoU between the student's and the
+teacher's decoded boxes at all locations, weighted by max_c |sigmoid(z_t,c) - sigmoid(z_s,c)| (where the two
+disagree on classes, boxes matter most), normalised by the weight sum; weight 4.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ftpdet.config import BCKDConfig
+from ftpdet.distill.base import StepContext
+from ftpdet.distill.functional import binary_kd, normalised
+from ftpdet.losses import distance2bbox, giou_loss, integral
+
+
+def decode(edges: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """(B, N, 4 * (n + 1)) edge logits -> (B, N, 4) xyxy pixels."""
+    return distance2bbox(ctx.priors.points[None], integral(edges) * ctx.priors.strides[None, :, None])
+
+
+class BCKD(nn.Module):
+    def __init__(self, cfg: BCKDConfig, **_) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, ctx: StepContext) -> dict:
+        t_prob = ctx.t_cls.sigmoid()
+        cls = binary_kd(ctx.s_cls, t_prob, gamma=1.0).sum()
+        num_pos = ctx.targets.pos.sum().float()
+        w = (t_prob - ctx.s_cls.detach().sigmoid()).abs().amax(-1)  # (B, N)
+        s_box, t_box = decode(ctx.s_edges, ctx), decode(ctx.t_edges, ctx)
+        giou = giou_loss(s_box.reshape(-1, 4), t_box.reshape(-1, 4)).reshape(w.shape)
+        return {
+            "distill_bckd_cls": self.cfg.cls_weight * normalised(cls, num_pos),
+            "distill_bckd_box": self.cfg.box_weight * normalised((giou * w).sum(), w.sum()),
+        }

@@ -1,0 +1,86 @@
+"""`ftpd`: Flexible Temperature Parallel Distillation (Song et al., IEEE TCSVT 35(5), 2025), our reading
+in DESIGN.md section 4. Three switchable parts, so the ablation is a config change:
+
+- PD (where): all head responses, class scores and the four edge distributions, are distilled in parallel
+  at every location, each location weighted by the teacher's confidence (max sigmoid score). `position`
+  `output` mimics at the student's own outputs; a tower layer k feeds the student's features after layer k
+  through the frozen teacher head's remaining layers (a training-only branch with a 1x1 adapter when widths
+  differ), so the student head is not pulled between ground truth and teacher. With PD off, the classic
+  region is used instead: the ATSS positives, uniformly weighted, at the student's outputs.
+- DLT (how, boxes): a per-location, per-edge temperature computed from the distributions
+  (distill/temperature.py); off = the plain KL at temperature 1.
+- CTF (how, classes): temperature-free class distillation for sigmoid scores (distill/ctf.py); off = plain
+  binary KD (no modulation).
+No field holds a temperature: nothing here is hand-set per dataset.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ftpdet.config import FTPDConfig
+from ftpdet.distill.base import CrossHead, StepContext
+from ftpdet.distill.bckd import decode
+from ftpdet.distill.ctf import ctf_loss
+from ftpdet.distill.functional import binary_kd, edge_kl, normalised, split_edges
+from ftpdet.distill.temperature import dlt_kl
+from ftpdet.models.criterion import _aligned_iou
+
+
+@torch.no_grad()
+def teacher_quality(ctx: StepContext) -> torch.Tensor:
+    """(B, N) in [0, 1]: IoU of the teacher's decoded box with the matched ground truth at positives,
+    the teacher's class-IoU score (max sigmoid) elsewhere."""
+    quality = ctx.t_conf.clone()
+    pos = ctx.targets.pos
+    if pos.any():
+        t_box = decode(ctx.t_edges, ctx)
+        quality[pos] = _aligned_iou(t_box[pos], ctx.targets.boxes[pos])
+    return quality
+
+
+class FTPD(nn.Module):
+    def __init__(self, cfg: FTPDConfig, student, teacher, **_) -> None:
+        super().__init__()
+        self.cfg = cfg
+        position = cfg.pd.position
+        self.cross = None
+        if cfg.pd.enabled and position != "output":
+            self.cross = CrossHead(student, teacher, int(position), align="none", pre_activation=False)
+        if cfg.ctf.enabled and cfg.ctf.mode != "binary" and student.num_classes < 2:
+            raise ValueError(f"CTF mode {cfg.ctf.mode!r} compares classes and needs at least 2; use 'binary'")
+
+    def location_weights(self, ctx: StepContext) -> torch.Tensor:
+        """(B, N): teacher confidence everywhere (PD), or the ATSS positives (classic region)."""
+        if self.cfg.pd.enabled:
+            return ctx.t_conf
+        return ctx.targets.pos.float()
+
+    def forward(self, ctx: StepContext) -> dict:
+        cfg = self.cfg
+        s_cls, s_edges = self.cross(ctx) if self.cross is not None else (ctx.s_cls, ctx.s_edges)
+        w = self.location_weights(ctx)  # (B, N)
+
+        if cfg.ctf.enabled:
+            cls = ctf_loss(s_cls, ctx.t_cls, cfg.ctf.mode, w)
+        else:
+            per_loc = binary_kd(s_cls, ctx.t_cls.sigmoid()).sum(-1)
+            cls = normalised((per_loc * w).sum(), w.sum())
+
+        n1 = ctx.reg_max + 1
+        s_e = split_edges(s_edges).reshape(-1, n1)  # (B * N * 4, n + 1)
+        t_e = split_edges(ctx.t_edges).reshape(-1, n1)
+        box_w = w
+        if cfg.dlt.enabled:
+            quality = None
+            if cfg.dlt.mode == "quality":
+                q = teacher_quality(ctx)  # (B, N)
+                box_w = w * q  # an unreliable teacher box is transferred softly and with less weight
+                quality = q[..., None].expand(*q.shape, 4).reshape(-1)
+            kl = dlt_kl(s_e, t_e, cfg.dlt.mode, quality)
+        else:
+            kl = edge_kl(s_e, t_e)
+        per_loc_box = kl.reshape(*w.shape, 4).mean(-1)  # (B, N)
+        box = normalised((per_loc_box * box_w).sum(), box_w.sum())
+        return {"distill_ftpd_cls": cfg.cls_weight * cls, "distill_ftpd_box": cfg.box_weight * box}

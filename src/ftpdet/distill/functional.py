@@ -1,0 +1,46 @@
+"""Pure loss pieces shared by the distillation methods: per-element values, the caller normalises."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def edge_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, tau: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """KL(softmax(t / tau) || softmax(s / tau)) summed over bins, times tau^2 (Hinton's gradient scale).
+
+    s_logits, t_logits: (M, n + 1) edge-bin logits; tau: a number or (M, 1), never differentiated.
+    Returns (M,).
+    """
+    if isinstance(tau, torch.Tensor):
+        tau = tau.detach()
+    t = F.softmax(t_logits / tau, dim=-1)
+    kl = (t * (torch.log(t.clamp_min(1e-12)) - F.log_softmax(s_logits / tau, dim=-1))).sum(-1)
+    return kl * (tau * tau if isinstance(tau, float) else (tau * tau).squeeze(-1))
+
+
+def binary_kd(s_logits: torch.Tensor, t_prob: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
+    """[BCE(sigmoid(s), t) - H(t)] * |t - sigmoid(s)|^gamma per element (QFL's form with a soft target).
+
+    Subtracting the target's entropy H(t) turns BCE into the binary KL: same gradient, but exactly 0 when
+    the student matches the teacher, so a loss value reads as "distance to the teacher".
+    """
+    t_prob = t_prob.clamp(0.0, 1.0)
+    bce = F.binary_cross_entropy_with_logits(s_logits, t_prob, reduction="none")
+    entropy = F.binary_cross_entropy(t_prob, t_prob, reduction="none")
+    kl = (bce - entropy).clamp_min(0.0)
+    if gamma == 0:
+        return kl
+    return kl * (t_prob - s_logits.sigmoid()).abs().pow(gamma)
+
+
+def split_edges(edges: torch.Tensor) -> torch.Tensor:
+    """(..., 4 * (n + 1)) -> (..., 4, n + 1)."""
+    return edges.reshape(*edges.shape[:-1], 4, edges.shape[-1] // 4)
+
+
+def normalised(total: torch.Tensor, weight_sum: torch.Tensor) -> torch.Tensor:
+    """Divide by a weight sum averaged over DDP ranks and clamped at 1 (as GFL normalises its box losses)."""
+    from ftpdet.models.criterion import reduce_mean
+
+    return total / reduce_mean(weight_sum.detach()).clamp(min=1.0)

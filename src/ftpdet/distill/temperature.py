@@ -1,0 +1,49 @@
+"""DLT, Dynamic Localization Temperature: a temperature per location and per edge, from the distributions.
+
+No mode has a hand-set constant. Each returns tau >= its floor, finite for one-hot, constant and random
+logits, computed without gradient (DESIGN.md section 4):
+- `entropy`: tau = exp(H(p_t)), the teacher edge's perplexity, in [1, n + 1]. A confident edge (its peak
+  position is the knowledge) is distilled sharp, an ambiguous one (its shape is the knowledge) softly.
+- `quality`: tau = 1 / q with q the teacher's localisation quality at that location, floored at 1/(n + 1),
+  so tau is in [1, n + 1]; the caller also weights the location by q.
+- `std`: logit standardisation (Sun et al., CVPR 2024) without a base temperature: each side is z-scored
+  over its bins, i.e. divided by its own std; the KL is scaled by tau_t * tau_s.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ftpdet.distill.functional import edge_kl
+
+EPS = 1e-7
+
+
+@torch.no_grad()
+def dlt_temperature(t_logits: torch.Tensor, mode: str, quality: torch.Tensor | None = None) -> torch.Tensor:
+    """t_logits (M, n + 1) teacher edge logits -> tau (M, 1). `quality` (M,) in [0, 1] for mode `quality`."""
+    n1 = t_logits.shape[-1]
+    if mode == "entropy":
+        logp = F.log_softmax(t_logits.float(), -1)
+        entropy = -(logp.exp() * logp).sum(-1, keepdim=True)
+        return entropy.exp().clamp(1.0, float(n1))
+    if mode == "quality":
+        if quality is None:
+            raise ValueError("DLT mode 'quality' needs the teacher's localisation quality")
+        return 1.0 / quality.float().clamp(1.0 / n1, 1.0)[:, None]
+    if mode == "std":
+        return t_logits.float().std(-1, keepdim=True) + EPS
+    raise ValueError(f"unknown DLT mode {mode!r}: expected std, entropy or quality")
+
+
+def dlt_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, mode: str, quality: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-edge distillation loss (M,) with the dynamic temperature. Gradient reaches s_logits only."""
+    if mode == "std":
+        tau_t = dlt_temperature(t_logits, "std")
+        tau_s = (s_logits.detach().float().std(-1, keepdim=True) + EPS)
+        z_t = (t_logits - t_logits.mean(-1, keepdim=True)) / tau_t
+        z_s = (s_logits - s_logits.mean(-1, keepdim=True)) / tau_s
+        return edge_kl(z_s, z_t, 1.0) * (tau_t * tau_s).squeeze(-1)
+    return edge_kl(s_logits, t_logits, dlt_temperature(t_logits, mode, quality))
+
