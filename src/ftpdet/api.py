@@ -1,4 +1,4 @@
-"""The Python API, mirroring the CLI: ftpdet.train, ftpdet.evaluate_checkpoint, ftpdet.predict."""
+"""The Python API, mirroring the CLI: ftpdet.train, ftpdet.distill, ftpdet.evaluate_checkpoint, ftpdet.predict."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, **kwa
     from ftpdet.engine.train import train as _train
 
     return _train(_as_config(config, overrides), **kwargs)
+
+
+def distill(
+    config: Config | str | Path,
+    teacher: str | Path,
+    method: str = "ftpd",
+    overrides: list[str] | None = None,
+    **kwargs: Any,
+):
+    """Distil a student (config) from a teacher checkpoint with `method` (kd, ld, crosskd, bckd, pkd, ftpd,
+    or a combination such as ftpd+pkd). kwargs: resume, overwrite, stop_after, progress."""
+    from ftpdet.engine.train import train as _train
+
+    return _train(_as_config(config, overrides), teacher=teacher, method=method, **kwargs)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, ann: str | Path, images: str | Path) -> tuple[dict[str, float], list]:

@@ -96,6 +96,23 @@ def train_cmd(
     typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
 
+@app.command("distill")
+@friendly
+def distill_cmd(
+    config: Annotated[str, typer.Argument(help="Student YAML config path, or a builtin name such as demo_student.")],
+    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint (.pt) trained on the same classes.")],
+    method: Annotated[str, typer.Option(help="kd | ld | crosskd | bckd | pkd | ftpd, or a combination: ftpd+pkd.")] = "ftpd",
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in train.out_dir from its last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start over in a run directory that already holds a run.")] = False,
+) -> None:
+    """Distil a student from a teacher; same outputs as train (the checkpoint holds the student only)."""
+    from ftpdet.api import distill
+
+    result = distill(config, teacher=teacher, method=method, overrides=set_ or [], resume=resume, overwrite=overwrite)
+    typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
+
+
 @app.command("eval")
 @friendly
 def eval_cmd(

@@ -8,6 +8,7 @@ an `nn.Module` (it may own trainable adapters, used only in training) whose `for
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -163,11 +164,15 @@ class Distiller(nn.Module):
         self.teacher.eval()  # the teacher stays in eval mode: frozen BatchNorm statistics
         return self
 
-    def forward(self, images: torch.Tensor, targets: list[dict]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Returns (GFL terms unweighted, distillation terms already weighted)."""
-        with torch.no_grad():
-            t_out = self.teacher(images)
-        s_out = self.student(images)
+    def forward(
+        self, images: torch.Tensor, targets: list[dict], amp: contextlib.AbstractContextManager | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Returns (GFL terms unweighted, distillation terms already weighted). `amp` wraps both forwards;
+        the losses are computed in float32 outside it."""
+        with amp or contextlib.nullcontext():
+            with torch.no_grad():
+                t_out = self.teacher(images)
+            s_out = self.student(images)
         priors = self.student.priors(s_out)
         gfl_terms, tg = self.criterion(s_out, priors, targets)
         ctx = StepContext(self.student, self.teacher, s_out, t_out, priors, tg)

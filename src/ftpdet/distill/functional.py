@@ -9,12 +9,12 @@ import torch.nn.functional as F
 def edge_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, tau: torch.Tensor | float = 1.0) -> torch.Tensor:
     """KL(softmax(t / tau) || softmax(s / tau)) summed over bins, times tau^2 (Hinton's gradient scale).
 
-    s_logits, t_logits: (M, n + 1) edge-bin logits; tau: a number or (M, 1), never differentiated.
-    Returns (M,).
+    s_logits, t_logits: (M, n + 1) edge-bin logits; tau: a number or (M, 1). Neither the target nor tau
+    is differentiated. Returns (M,).
     """
     if isinstance(tau, torch.Tensor):
         tau = tau.detach()
-    t = F.softmax(t_logits / tau, dim=-1)
+    t = F.softmax(t_logits.detach() / tau, dim=-1)
     kl = (t * (torch.log(t.clamp_min(1e-12)) - F.log_softmax(s_logits / tau, dim=-1))).sum(-1)
     return kl * (tau * tau if isinstance(tau, float) else (tau * tau).squeeze(-1))
 
@@ -25,7 +25,7 @@ def binary_kd(s_logits: torch.Tensor, t_prob: torch.Tensor, gamma: float = 0.0) 
     Subtracting the target's entropy H(t) turns BCE into the binary KL: same gradient, but exactly 0 when
     the student matches the teacher, so a loss value reads as "distance to the teacher".
     """
-    t_prob = t_prob.clamp(0.0, 1.0)
+    t_prob = t_prob.detach().clamp(0.0, 1.0)
     bce = F.binary_cross_entropy_with_logits(s_logits, t_prob, reduction="none")
     entropy = F.binary_cross_entropy(t_prob, t_prob, reduction="none")
     kl = (bce - entropy).clamp_min(0.0)

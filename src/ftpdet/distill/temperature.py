@@ -39,6 +39,7 @@ def dlt_temperature(t_logits: torch.Tensor, mode: str, quality: torch.Tensor | N
 
 def dlt_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, mode: str, quality: torch.Tensor | None = None) -> torch.Tensor:
     """Per-edge distillation loss (M,) with the dynamic temperature. Gradient reaches s_logits only."""
+    t_logits = t_logits.detach()
     if mode == "std":
         tau_t = dlt_temperature(t_logits, "std")
         tau_s = (s_logits.detach().float().std(-1, keepdim=True) + EPS)

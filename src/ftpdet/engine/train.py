@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from ftpdet.config import Config, TrainConfig
 from ftpdet.data.coco import Categories, CocoDetection, collate
+from ftpdet.distill import build_methods
+from ftpdet.distill.base import Distiller, load_teacher
 from ftpdet.engine.checkpoint import checkpoint_config, load_checkpoint, save_atomic, FORMAT_VERSION
 from ftpdet.engine.evaluate import evaluate, summarize
 from ftpdet.errors import ConfigError, TrainingError
@@ -103,8 +105,11 @@ def train(
     overwrite: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    teacher: str | Path | None = None,
+    method: str | None = None,
 ) -> TrainResult:
-    """Train a detector from cfg. `stop_after` ends this call after that many epochs (the schedule still
+    """Train a detector from cfg; with `teacher`, distil it from that checkpoint with `method`
+    (default cfg.distill.method). `stop_after` ends this call after that many epochs (the schedule still
     spans cfg.train.epochs), so a long run can be done in slices with `resume=True`."""
     tc = cfg.train
     out = Path(tc.out_dir)
@@ -115,8 +120,13 @@ def train(
         stored = checkpoint_config(ckpt, last_path)
         if stored.model != cfg.model:
             raise ConfigError(f"{last_path}: --resume with another model config than the run was started with")
+        if teacher is None and ckpt.get("teacher"):
+            teacher, method = ckpt["teacher"], method or ckpt.get("method")
     elif last_path.exists() and not overwrite:
         raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or --overwrite to start over")
+    if teacher is not None:
+        method = method or cfg.distill.method
+        cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"method": method})})
 
     torch.manual_seed(tc.seed)  # the seed fixes model init, data order and augmentation
     device = resolve_device(tc.device)
@@ -124,7 +134,13 @@ def train(
     train_ds, val_ds = build_datasets(cfg, categories)
     model = build_detector(cfg.model, train_ds.num_classes).to(device)
     criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk, cfg.model.atss_fallback)
-    optimizer = build_optimizer(model, tc)
+    distiller = None
+    if teacher is not None:
+        teacher_model = load_teacher(teacher, model, train_ds.categories).to(device)
+        methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
+        distiller = Distiller(model, teacher_model, methods, criterion)
+    trainable = distiller if distiller is not None else model  # adapters (if any) train with the student
+    optimizer = build_optimizer(trainable, tc)
 
     sampler = DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=tc.seed, drop_last=True)
     loader = DataLoader(
@@ -140,6 +156,8 @@ def train(
     start_epoch, step, best_ap, history = 0, 0, -1.0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
+        if distiller is not None:
+            distiller.methods.load_state_dict(ckpt.get("distill_state", {}))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"])
@@ -148,7 +166,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     log = MetricsLog(out / "metrics.jsonl", keep_from_step=step if ckpt else None)
-    print(f"ftpdet train: {len(train_ds)} train / {len(val_ds)} val images, {train_ds.num_classes} classes, "
+    what = f"distill ({method}) from {teacher}" if distiller is not None else "train"
+    print(f"ftpdet {what}: {len(train_ds)} train / {len(val_ds)} val images, {train_ds.num_classes} classes, "
           f"{steps_per_epoch} steps/epoch x {tc.epochs} epochs on {device} -> {out}")
 
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp == "bf16")
@@ -156,7 +175,7 @@ def train(
     train_seconds = float(ckpt.get("train_seconds", 0.0)) if ckpt else 0.0
     last_metrics: dict[str, float] = history[-1]["metrics"] if history else {}
     end_epoch = tc.epochs if stop_after is None else min(tc.epochs, start_epoch + stop_after)
-    model.train()
+    trainable.train()
     for epoch in range(start_epoch, end_epoch):
         sampler.set_epoch(epoch)
         running: dict[str, float] = {}
@@ -164,10 +183,14 @@ def train(
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", leave=False, disable=not progress)
         for images, targets in bar:
             images = images.to(device, non_blocking=True)
-            with amp:
-                outputs = model(images)
-            terms, _ = criterion(outputs, model.priors(outputs), targets)
-            weighted = {k: weights[k] * v for k, v in terms.items()}
+            if distiller is not None:
+                terms, distill_terms = distiller(images, targets, amp)
+            else:
+                with amp:
+                    outputs = model(images)
+                terms, _ = criterion(outputs, model.priors(outputs), targets)
+                distill_terms = {}
+            weighted = {k: weights[k] * v for k, v in terms.items()} | distill_terms
             loss = sum(weighted.values())
             if not torch.isfinite(loss):
                 values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
@@ -177,7 +200,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -217,10 +240,14 @@ def train(
             "train_seconds": train_seconds,
             "history": history,
             "version": FORMAT_VERSION,
+            "method": method if distiller is not None else None,
+            "teacher": str(teacher) if distiller is not None else None,
         }
+        if distiller is not None and len(distiller.methods.state_dict()):
+            state["distill_state"] = distiller.methods.state_dict()  # training-only adapters, for --resume
         save_atomic(state, last_path)
-        if improved:  # best.pt is for inference and distillation: no optimizer state (a third of the size)
-            save_atomic({k: v for k, v in state.items() if k not in ("optimizer", "scheduler")}, best_path)
+        if improved:  # best.pt is for inference and as a teacher: no optimizer state, no training-only adapters
+            save_atomic({k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "distill_state")}, best_path)
 
     from ftpdet.plots import plot_curves  # matplotlib import costs ~1 s: only when a run finishes
 

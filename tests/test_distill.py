@@ -1,0 +1,199 @@
+"""Distillation: zero at a perfect copy, frozen teacher, DLT / CTF properties, PD cross-position, runs."""
+
+import copy
+
+import pytest
+import torch
+
+from ftpdet.config import LossConfig, ModelConfig, load_config
+from ftpdet.data.coco import CocoDetection, collate
+from ftpdet.distill import METHODS, build_methods, parse_method
+from ftpdet.distill.base import Distiller, load_teacher
+from ftpdet.distill.ctf import ctf_loss
+from ftpdet.distill.temperature import dlt_kl, dlt_temperature
+from ftpdet.engine.checkpoint import load_checkpoint
+from ftpdet.engine.train import train
+from ftpdet.errors import CheckpointError, ConfigError
+from ftpdet.models.criterion import GFLLoss
+from ftpdet.models.detector import build_detector
+from tests.conftest import tiny_config
+
+ALL_METHODS = list(METHODS) + ["ftpd+pkd"]
+TEACHER = ["model.width_mult=1.0", "model.fpn_channels=48", "model.head_channels=48", "model.num_convs=2"]
+FTPD_VARIANTS = [
+    [], ["distill.ftpd.pd.position=0"], ["distill.ftpd.pd.position=1"], ["distill.ftpd.pd.enabled=false"],
+    ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=quality"], ["distill.ftpd.dlt.enabled=false"],
+    ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=relation"], ["distill.ftpd.ctf.enabled=false"],
+]
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tiny_data, tmp_path_factory):
+    cfg = tiny_config(tiny_data, tmp_path_factory.mktemp("teacher") / "run", "train.epochs=2", *TEACHER)
+    return train(cfg, progress=False).out_dir / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_data):
+    ds = CocoDetection(tiny_data / "annotations" / "instances_train.json", tiny_data / "train", 64)
+    return collate([ds[i] for i in range(4)])
+
+
+def make_distiller(teacher, student, spec="ftpd", overrides=()):
+    cfg = load_config(None, list(overrides))
+    crit = GFLLoss(LossConfig(), student.num_classes, student.cfg.reg_max, 9)
+    return Distiller(student, teacher, build_methods(spec, cfg.distill, student, teacher), crit)
+
+
+def teacher_model(path):
+    from ftpdet.engine.checkpoint import load_model
+
+    return load_model(path)[0]
+
+
+@pytest.mark.parametrize("spec,overrides", [(m, ()) for m in ALL_METHODS] + [("ftpd", v) for v in FTPD_VARIANTS])
+def test_loss_is_zero_for_an_exact_copy_and_positive_otherwise(teacher_ckpt, batch, spec, overrides):
+    images, targets = batch
+    teacher = teacher_model(teacher_ckpt)
+    copy_student = copy.deepcopy(teacher)
+    d = make_distiller(teacher, copy_student, spec, overrides).eval()  # eval: same BatchNorm statistics as the teacher
+    with torch.no_grad():
+        _, terms = d(images, targets)
+    for name, value in terms.items():
+        assert abs(value.item()) < 1e-4, (name, value.item())
+    torch.manual_seed(1)
+    other = build_detector(teacher.cfg, teacher.num_classes)
+    d = make_distiller(teacher, other, spec, overrides).eval()
+    with torch.no_grad():
+        _, terms = d(images, targets)
+    assert sum(v.item() for v in terms.values()) > 1e-3, {k: v.item() for k, v in terms.items()}
+
+
+@pytest.mark.parametrize("spec", ALL_METHODS)
+def test_steps_train_the_student_only_and_reduce_the_distillation_loss(teacher_ckpt, batch, spec):
+    images, targets = batch
+    teacher = teacher_model(teacher_ckpt)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    torch.manual_seed(0)
+    student = build_detector(ModelConfig(backbone="mobilenet_v3_small", width_mult=0.5, fpn_channels=32,
+                                         head_channels=32, num_convs=1), teacher.num_classes)
+    s_before = {k: v.clone() for k, v in student.state_dict().items()}
+    d = make_distiller(teacher, student, spec).train()
+    opt = torch.optim.AdamW([p for p in d.parameters() if p.requires_grad], lr=3e-3)
+    history = []
+    for _ in range(12):
+        _, terms = d(images, targets)
+        loss = sum(terms.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+    assert history[-1] < history[0], history
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert not teacher.training
+    assert any(not torch.equal(v, s_before[k]) for k, v in student.state_dict().items() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("mode", ["std", "entropy", "quality"])
+def test_dlt_temperature_is_finite_positive_and_gradient_free(mode):
+    one_hot = torch.full((1, 17), -30.0)
+    one_hot[0, 4] = 30.0
+    edges = torch.cat([one_hot, torch.zeros(1, 17), torch.randn(6, 17) * 5]).requires_grad_(True)
+    quality = torch.tensor([1.0, 0.0, 0.3, 0.5, 0.9, 0.2, 0.7, 0.05])
+    tau = dlt_temperature(edges, mode, quality)
+    assert tau.shape == (8, 1) and torch.isfinite(tau).all() and (tau > 0).all()
+    assert not tau.requires_grad
+    student = torch.randn(8, 17, requires_grad=True)
+    loss = dlt_kl(student, edges, mode, quality)
+    assert torch.isfinite(loss).all()
+    loss.sum().backward()
+    assert edges.grad is None or torch.count_nonzero(edges.grad) == 0  # nothing flows into the teacher side
+    assert torch.isfinite(student.grad).all()
+
+
+def test_entropy_mode_gives_a_flatter_teacher_edge_a_higher_temperature():
+    sharp = torch.zeros(1, 17)
+    sharp[0, 8] = 6.0
+    flat = torch.zeros(1, 17)
+    flat[0, 8] = 1.0
+    t_sharp, t_flat = dlt_temperature(torch.cat([sharp, flat]), "entropy")
+    assert 1.0 <= t_sharp.item() < t_flat.item() <= 17.0
+    assert dlt_temperature(torch.zeros(1, 17), "entropy").item() == pytest.approx(17.0)  # uniform: n + 1 bins
+
+
+def test_quality_mode_is_sharp_for_a_reliable_teacher_box():
+    tau = dlt_temperature(torch.randn(3, 17), "quality", torch.tensor([1.0, 0.5, 0.0]))
+    assert tau.flatten().tolist() == pytest.approx([1.0, 2.0, 17.0])
+
+
+@pytest.mark.parametrize("mode", ["standardized", "relation"])
+def test_ctf_is_invariant_to_affine_changes_of_teacher_logits(mode):
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 30, 6, generator=g), torch.randn(2, 30, 6, generator=g) * 2
+    w = torch.rand(2, 30, generator=g)
+    base = ctf_loss(s, t, mode, w)
+    for scale, shift in ((3.0, 0.0), (0.25, -4.0), (7.0, 2.5)):
+        assert ctf_loss(s, scale * t + shift, mode, w).item() == pytest.approx(base.item(), rel=1e-4, abs=1e-5)
+    assert ctf_loss(s, t, "binary", w).item() != pytest.approx(ctf_loss(s, 3 * t, "binary", w).item())
+
+
+def test_pd_cross_position_trains_layers_up_to_k_and_leaves_no_trace_in_the_student(teacher_ckpt, batch):
+    images, targets = batch
+    teacher = teacher_model(teacher_ckpt)
+    student = build_detector(ModelConfig(backbone="mobilenet_v3_small", width_mult=0.5, fpn_channels=32,
+                                         head_channels=32, num_convs=2), teacher.num_classes)
+    d = make_distiller(teacher, student, "ftpd", ["distill.ftpd.pd.position=1"]).train()
+    _, terms = d(images, targets)
+    sum(terms.values()).backward()
+    head = student.head
+    assert head.cls_convs[0][0].weight.grad.abs().sum() > 0  # layer 1 (the tap) gets the teacher's signal
+    assert head.reg_convs[0][0].weight.grad.abs().sum() > 0
+    assert head.cls_convs[1][0].weight.grad is None  # layers after k and the predictors: not from distillation
+    assert head.cls_out.weight.grad is None
+    assert student.backbone.features[0][0].weight.grad.abs().sum() > 0
+    assert list(d.methods["ftpd"].state_dict())  # the adapter (32 -> 48 ch) lives in the method, not the student
+
+
+def test_distilled_checkpoint_holds_a_plain_student(tiny_data, teacher_ckpt, tmp_path):
+    plain = train(tiny_config(tiny_data, tmp_path / "plain", "train.epochs=1"), progress=False)
+    dist = train(tiny_config(tiny_data, tmp_path / "dist", "train.epochs=1", "distill.ftpd.pd.position=1"),
+                 teacher=teacher_ckpt, method="ftpd+pkd", progress=False)
+    a, b = load_checkpoint(plain.out_dir / "last.pt"), load_checkpoint(dist.out_dir / "last.pt")
+    assert {k: v.shape for k, v in a["model"].items()} == {k: v.shape for k, v in b["model"].items()}
+    assert b["method"] == "ftpd+pkd" and b["teacher"] == str(teacher_ckpt) and "distill_state" in b
+    assert "distill_state" not in load_checkpoint(dist.out_dir / "best.pt")
+
+
+@pytest.mark.parametrize("spec", ALL_METHODS)
+def test_every_method_runs_through_the_trainer_and_resumes(tiny_data, teacher_ckpt, tmp_path, spec):
+    cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=2")
+    train(cfg, teacher=teacher_ckpt, method=spec, stop_after=1, progress=False)
+    result = train(cfg, resume=True, progress=False)  # teacher and method come back from the checkpoint
+    lines = (result.out_dir / "metrics.jsonl").read_text()
+    for name in build_methods(spec, load_config(None).distill, teacher_model(teacher_ckpt), teacher_model(teacher_ckpt)):
+        assert f'"distill_{name}' in lines
+    assert load_checkpoint(result.out_dir / "last.pt")["epoch"] == 2
+
+
+def test_teacher_mismatches_are_refused(tiny_data, teacher_ckpt, tmp_path):
+    from ftpdet.data.synth import synthesize
+
+    student = build_detector(ModelConfig(), 4)
+    ds_cats = CocoDetection(tiny_data / "annotations" / "instances_val.json", tiny_data / "val", 64).categories
+    other = synthesize(tmp_path / "other", num_train=2, num_val=1, image_size=64, num_classes=3)
+    other_cats = CocoDetection(other / "annotations" / "instances_val.json", other / "val", 64).categories
+    with pytest.raises(CheckpointError, match="teacher classes .* differ"):
+        load_teacher(teacher_ckpt, student, other_cats)
+    with pytest.raises(CheckpointError, match="teacher reg_max 16 differs from the student's 8"):
+        load_teacher(teacher_ckpt, build_detector(ModelConfig(reg_max=8), 4), ds_cats)
+    with pytest.raises(CheckpointError, match="strides"):
+        load_teacher(teacher_ckpt, build_detector(ModelConfig(strides=[8, 16, 32, 64]), 4), ds_cats)
+
+
+def test_method_names_are_checked():
+    assert parse_method("FTPD+pkd") == ["ftpd", "pkd"]
+    with pytest.raises(ConfigError, match="unknown method 'fitnet'"):
+        parse_method("ftpd+fitnet")
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_method("ld+ld")
