@@ -29,6 +29,16 @@ def tiny_config(root, out_dir, *extra):
 
 
 @pytest.fixture(scope="session")
+def teacher_ckpt(tiny_data, tmp_path_factory):
+    """A (weak) teacher on tiny_data: wider and deeper than the tiny student, same classes and strides."""
+    from ftpdet.engine.train import train
+
+    teacher = ["model.width_mult=1.0", "model.fpn_channels=48", "model.head_channels=48", "model.num_convs=2"]
+    cfg = tiny_config(tiny_data, tmp_path_factory.mktemp("teacher") / "run", "train.epochs=2", *teacher)
+    return train(cfg, progress=False).out_dir / "last.pt"
+
+
+@pytest.fixture(scope="session")
 def overfit_run(tmp_path_factory):
     """A detector trained to memorise 8 images (no augmentation), evaluated on those same images."""
     from ftpdet.engine.train import train

@@ -7,6 +7,7 @@ import sys
 from typer.testing import CliRunner
 
 from ftpdet.cli import app
+from ftpdet.engine.checkpoint import load_checkpoint
 
 runner = CliRunner()
 
@@ -64,10 +65,11 @@ def test_demo_quick_runs_end_to_end_and_predict_draws(tmp_path):
     res = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["runs"]) == {"teacher", "student"}
+    assert set(summary["runs"]) == {"teacher", "student", "FTPD student"}
     assert summary["runs"]["teacher"]["params_m"] > 20 * summary["runs"]["student"]["params_m"]
-    assert "| teacher |" in res.output and "| student |" in res.output
-    for name in ("report.md", "comparison.png", "teacher/curves.png", "student/last.pt"):
+    assert "| teacher |" in res.output and "| student |" in res.output and "| FTPD student |" in res.output
+    assert load_checkpoint(out / "ftpd" / "last.pt")["method"] == "ftpd"
+    for name in ("report.md", "comparison.png", "teacher/curves.png", "student/last.pt", "temperature/000001_temperature.png"):
         assert (out / name).is_file(), name
     assert len(list((out / "predictions").glob("*.png"))) == 4
 

@@ -19,18 +19,11 @@ from ftpdet.models.detector import build_detector
 from tests.conftest import tiny_config
 
 ALL_METHODS = list(METHODS) + ["ftpd+pkd"]
-TEACHER = ["model.width_mult=1.0", "model.fpn_channels=48", "model.head_channels=48", "model.num_convs=2"]
 FTPD_VARIANTS = [
     [], ["distill.ftpd.pd.position=0"], ["distill.ftpd.pd.position=1"], ["distill.ftpd.pd.enabled=false"],
     ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=quality"], ["distill.ftpd.dlt.enabled=false"],
     ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=relation"], ["distill.ftpd.ctf.enabled=false"],
 ]
-
-
-@pytest.fixture(scope="module")
-def teacher_ckpt(tiny_data, tmp_path_factory):
-    cfg = tiny_config(tiny_data, tmp_path_factory.mktemp("teacher") / "run", "train.epochs=2", *TEACHER)
-    return train(cfg, progress=False).out_dir / "last.pt"
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build or inspect COCO-format datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+viz_app = typer.Typer(help="Pictures of what distillation does.", no_args_is_help=True)
+app.add_typer(viz_app, name="viz")
 
 
 def friendly(fn: Callable) -> Callable:
@@ -153,6 +155,23 @@ def predict_cmd(
 
     for path in predict(checkpoint, images, out, score_thr=score_thr):
         typer.echo(f"saved {path}")
+
+
+@viz_app.command("temperature")
+@friendly
+def viz_temperature(
+    checkpoint: Annotated[Path, typer.Argument(help="Student checkpoint (its config gives the DLT mode).")],
+    image: Annotated[Path, typer.Argument(help="An image file.")],
+    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    mode: Annotated[Optional[str], typer.Option(help="DLT mode to show: std | entropy | quality (default: the student's).")] = None,
+) -> None:
+    """Per FPN level: heatmaps of the DLT temperature and of the PD location weights over the image."""
+    from ftpdet.viz import plot_temperature
+
+    if mode is not None and mode not in ("std", "entropy", "quality"):
+        raise typer.BadParameter(f"--mode must be std, entropy or quality, not {mode!r}")
+    typer.echo(f"saved {plot_temperature(checkpoint, teacher, image, out, mode)}")
 
 
 @app.command("demo")
