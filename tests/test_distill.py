@@ -22,7 +22,7 @@ ALL_METHODS = list(METHODS) + ["ftpd+pkd"]
 FTPD_VARIANTS = [
     [], ["distill.ftpd.pd.position=0"], ["distill.ftpd.pd.position=1"], ["distill.ftpd.pd.enabled=false"],
     ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=quality"], ["distill.ftpd.dlt.enabled=false"],
-    ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=relation"], ["distill.ftpd.ctf.enabled=false"],
+    ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=binary"], ["distill.ftpd.ctf.enabled=false"],
 ]
 
 
@@ -167,6 +167,15 @@ def test_every_method_runs_through_the_trainer_and_resumes(tiny_data, teacher_ck
     for name in build_methods(spec, load_config(None).distill, teacher_model(teacher_ckpt), teacher_model(teacher_ckpt)):
         assert f'"distill_{name}' in lines
     assert load_checkpoint(result.out_dir / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("spec,extra", [("crosskd", []), ("ftpd", ["distill.ftpd.pd.position=1"]),
+                                        ("ftpd", ["distill.ftpd.pd.position=0"]), ("ftpd+pkd", [])])
+def test_distillation_under_bf16_autocast(tiny_data, teacher_ckpt, tmp_path, spec, extra):
+    cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=1", "train.amp=bf16", *extra)
+    result = train(cfg, teacher=teacher_ckpt, method=spec, progress=False)
+    lines = [ln for ln in (result.out_dir / "metrics.jsonl").read_text().splitlines() if "distill_" in ln]
+    assert lines and "NaN" not in lines[-1]
 
 
 def test_teacher_mismatches_are_refused(tiny_data, teacher_ckpt, tmp_path):

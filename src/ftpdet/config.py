@@ -178,7 +178,7 @@ class DLTConfig(_Section):
 
 class CTFConfig(_Section):
     enabled: bool = True
-    mode: Literal["binary", "standardized", "relation"] = "binary"
+    mode: Literal["binary", "standardized", "relation"] = "relation"  # chosen by measurement: docs/distillation.md
 
 
 class FTPDConfig(_Section):

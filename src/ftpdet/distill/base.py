@@ -113,10 +113,12 @@ class CrossHead(nn.Module):
         self.reg_adapter = channel_adapter(s_ch, t_ch)
 
     @staticmethod
-    def _tap(head, convs: nn.ModuleList, tower: list[torch.Tensor], layer: int, pre_activation: bool) -> torch.Tensor:
+    def _tap(convs: nn.ModuleList, tower: list[torch.Tensor], layer: int, pre_activation: bool) -> torch.Tensor:
+        """Features after layer k in float32 (the towers may have run under bf16 autocast; the cross
+        branch runs in float32 with the losses)."""
         if not pre_activation:
-            return tower[layer]
-        return convs[layer - 1][:2](tower[layer - 1])  # conv + GN of layer k, before its ReLU
+            return tower[layer].float()
+        return convs[layer - 1][:2](tower[layer - 1].float())  # conv + GN of layer k, before its ReLU
 
     @staticmethod
     def _match_stats(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -135,10 +137,10 @@ class CrossHead(nn.Module):
                 ("cls_tower", s_head.cls_convs, t_head.cls_convs, self.cls_adapter),
                 ("reg_tower", s_head.reg_convs, t_head.reg_convs, self.reg_adapter),
             ):
-                x = adapter(self._tap(s_head, s_convs, ctx.s_out[kind][level], self.layer, self.pre_activation))
+                x = adapter(self._tap(s_convs, ctx.s_out[kind][level], self.layer, self.pre_activation))
                 if self.align == "stats":
                     with torch.no_grad():
-                        ref = self._tap(t_head, t_convs, ctx.t_out[kind][level], self.layer, self.pre_activation)
+                        ref = self._tap(t_convs, ctx.t_out[kind][level], self.layer, self.pre_activation)
                     x = self._match_stats(x, ref)
                 if self.pre_activation:
                     x = torch.relu(x)
