@@ -20,8 +20,8 @@ from tests.conftest import tiny_config
 
 ALL_METHODS = list(METHODS) + ["ftpd+pkd"]
 FTPD_VARIANTS = [
-    [], ["distill.ftpd.pd.position=0"], ["distill.ftpd.pd.position=1"], ["distill.ftpd.pd.enabled=false"],
-    ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=quality"], ["distill.ftpd.dlt.enabled=false"],
+    [], ["distill.ftpd.pd.position=output"], ["distill.ftpd.pd.position=1"], ["distill.ftpd.pd.enabled=false"],
+    ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=entropy"], ["distill.ftpd.dlt.enabled=false"],
     ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=binary"], ["distill.ftpd.ctf.enabled=false"],
 ]
 
