@@ -182,7 +182,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
         table,
         "",
         f"Teacher - student: {gap:+.1f} AP. FTPD student - student: {gain:+.1f} AP "
-        "(one seed: seeds differ by ~0.7 AP, see the benchmark for mean +- std).",
+        "(one seed; seeds differ by ~0.7 AP).",
         "",
         "![AP per epoch](comparison.png)",
         "",
