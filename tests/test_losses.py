@@ -71,3 +71,17 @@ def test_box_coding_round_trip():
     # Clamping keeps distances in [0, max]: a point outside its box gets 0 on that side.
     clamped = bbox2distance(torch.tensor([[0.0, 0.0]]), torch.tensor([[5.0, 5.0, 50.0, 8.0]]), max_dist=10)
     assert clamped.tolist() == [[0.0, 0.0, 10.0, 8.0]]
+
+
+def test_aligned_iou_is_the_diagonal_of_box_iou():
+    from torchvision.ops import box_iou
+
+    from ftpdet.losses import aligned_iou
+
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(20, 2, generator=g) * 50
+    a = torch.cat([xy, xy + torch.rand(20, 2, generator=g) * 30 + 1], 1)
+    b = a + torch.randn(20, 4, generator=g) * 3
+    b[:, 2:] = torch.maximum(b[:, 2:], b[:, :2] + 1)
+    assert torch.allclose(aligned_iou(a, b), box_iou(a, b).diagonal(), atol=1e-6)
+    assert aligned_iou(torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[2.0, 2, 4, 4]])).item() == 0.0

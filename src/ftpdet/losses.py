@@ -44,6 +44,16 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return generalized_box_iou_loss(pred, target, reduction="none")
 
 
+def aligned_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of box pairs a[i], b[i]: (P, 4) xyxy -> (P,). (torchvision's box_iou is all-pairs, P x P.)"""
+    lt = torch.max(a[:, :2], b[:, :2])
+    rb = torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
+    return inter / (area_a + area_b - inter).clamp(min=1e-6)
+
+
 def integral(edge_logits: torch.Tensor) -> torch.Tensor:
     """Expected distance of each edge distribution: (..., 4 * (n + 1)) logits -> (..., 4) stride units."""
     n1 = edge_logits.shape[-1] // 4

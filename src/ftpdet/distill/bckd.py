@@ -8,18 +8,13 @@ disagree on classes, boxes matter most), normalised by the weight sum; weight 4.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ftpdet.config import BCKDConfig
 from ftpdet.distill.base import StepContext
 from ftpdet.distill.functional import binary_kd, normalised
-from ftpdet.losses import distance2bbox, giou_loss, integral
-
-
-def decode(edges: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-    """(B, N, 4 * (n + 1)) edge logits -> (B, N, 4) xyxy pixels."""
-    return distance2bbox(ctx.priors.points[None], integral(edges) * ctx.priors.strides[None, :, None])
+from ftpdet.losses import giou_loss
+from ftpdet.models.detector import decode_boxes
 
 
 class BCKD(nn.Module):
@@ -32,7 +27,7 @@ class BCKD(nn.Module):
         cls = binary_kd(ctx.s_cls, t_prob, gamma=1.0).sum()
         num_pos = ctx.targets.pos.sum().float()
         w = (t_prob - ctx.s_cls.detach().sigmoid()).abs().amax(-1)  # (B, N)
-        s_box, t_box = decode(ctx.s_edges, ctx), decode(ctx.t_edges, ctx)
+        s_box, t_box = decode_boxes(ctx.s_edges, ctx.priors), decode_boxes(ctx.t_edges, ctx.priors)
         giou = giou_loss(s_box.reshape(-1, 4), t_box.reshape(-1, 4)).reshape(w.shape)
         return {
             "distill_bckd_cls": self.cfg.cls_weight * normalised(cls, num_pos),

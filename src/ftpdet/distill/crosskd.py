@@ -14,9 +14,9 @@ from torch import nn
 
 from ftpdet.config import CrossKDConfig
 from ftpdet.distill.base import CrossHead, StepContext
-from ftpdet.distill.bckd import decode
 from ftpdet.distill.functional import binary_kd, edge_kl, normalised, split_edges
 from ftpdet.losses import giou_loss
+from ftpdet.models.detector import decode_boxes
 
 
 class CrossKD(nn.Module):
@@ -34,7 +34,8 @@ class CrossKD(nn.Module):
         w = ctx.t_conf  # (B, N)
         n1 = ctx.reg_max + 1
         kl = edge_kl(split_edges(c_edges).reshape(-1, n1), split_edges(ctx.t_edges).reshape(-1, n1)).reshape(*w.shape, 4)
-        giou = giou_loss(decode(c_edges, ctx).reshape(-1, 4), decode(ctx.t_edges, ctx).reshape(-1, 4)).reshape(w.shape)
+        giou = giou_loss(decode_boxes(c_edges, ctx.priors).reshape(-1, 4),
+                         decode_boxes(ctx.t_edges, ctx.priors).reshape(-1, 4)).reshape(w.shape)
         return {
             "distill_crosskd_cls": self.cfg.cls_weight * normalised(cls, ctx.targets.pos.sum().float()),
             "distill_crosskd_reg": self.cfg.reg_weight * normalised((kl.mean(-1) * w).sum(), w.sum()),

@@ -21,11 +21,11 @@ from torch import nn
 
 from ftpdet.config import FTPDConfig
 from ftpdet.distill.base import CrossHead, StepContext
-from ftpdet.distill.bckd import decode
 from ftpdet.distill.ctf import ctf_loss
 from ftpdet.distill.functional import binary_kd, edge_kl, normalised, split_edges
 from ftpdet.distill.temperature import dlt_kl
-from ftpdet.models.criterion import _aligned_iou
+from ftpdet.losses import aligned_iou
+from ftpdet.models.detector import decode_boxes
 
 
 @torch.no_grad()
@@ -35,8 +35,8 @@ def teacher_quality(ctx: StepContext) -> torch.Tensor:
     quality = ctx.t_conf.clone()
     pos = ctx.targets.pos
     if pos.any():
-        t_box = decode(ctx.t_edges, ctx)
-        quality[pos] = _aligned_iou(t_box[pos], ctx.targets.boxes[pos])
+        t_box = decode_boxes(ctx.t_edges, ctx.priors)
+        quality[pos] = aligned_iou(t_box[pos], ctx.targets.boxes[pos])
     return quality
 
 

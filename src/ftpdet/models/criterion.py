@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from ftpdet.config import LossConfig
-from ftpdet.losses import bbox2distance, distance2bbox, distribution_focal_loss, giou_loss, integral, quality_focal_loss
+from ftpdet.losses import aligned_iou, bbox2distance, distance2bbox, distribution_focal_loss, giou_loss, integral, quality_focal_loss
 from ftpdet.models.assigner import AssignResult, atss_assign
 from ftpdet.models.detector import Priors, flatten_levels
 
@@ -84,7 +84,7 @@ class GFLLoss:
             pred_dist = integral(edges[pos])  # (P, 4) stride units
             pred_box = distance2bbox(pts, pred_dist * strides)  # (P, 4) pixels
             gt_box = tg.boxes[pos]
-            iou = _aligned_iou(pred_box.detach(), gt_box)
+            iou = aligned_iou(pred_box.detach(), gt_box)
             score[pos, tg.labels[pos]] = iou
             weight = cls[pos].detach().sigmoid().max(1).values  # (P,)
             weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)  # as GFL: at most a plain sum early on
@@ -98,11 +98,3 @@ class GFLLoss:
         loss_qfl = quality_focal_loss(cls, score, self.cfg.qfl_beta).sum() / num_pos
         return {"loss_qfl": loss_qfl, "loss_dfl": loss_dfl, "loss_giou": loss_giou}, tg
 
-
-def _aligned_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of box pairs a[i], b[i]: (P, 4) xyxy -> (P,)."""
-    lt = torch.max(a[:, :2], b[:, :2])
-    rb = torch.min(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area = lambda x: (x[:, 2:] - x[:, :2]).clamp(min=0).prod(1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter).clamp(min=1e-6)

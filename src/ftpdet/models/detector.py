@@ -37,6 +37,11 @@ def flatten_levels(maps: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)
 
 
+def decode_boxes(edges: torch.Tensor, priors: Priors) -> torch.Tensor:
+    """Integral decode: (B, N, 4 * (reg_max + 1)) edge logits -> (B, N, 4) xyxy pixels of the network input."""
+    return distance2bbox(priors.points[None], integral(edges.float()) * priors.strides[None, :, None])
+
+
 def make_priors(sizes: list[tuple[int, int]], strides: list[int], anchor_scale: float, device: torch.device) -> Priors:
     points, level_strides, counts = [], [], []
     for (h, w), s in zip(sizes, strides):
@@ -83,10 +88,8 @@ class GFLDetector(nn.Module):
 
     def decode(self, outputs: dict[str, list]) -> tuple[torch.Tensor, torch.Tensor]:
         """Class scores (B, N, C) in [0, 1] and boxes (B, N, 4) xyxy pixels of the network input."""
-        pri = self.priors(outputs)
         scores = flatten_levels(outputs["cls_logits"]).float().sigmoid()
-        dist = integral(flatten_levels(outputs["edge_logits"]).float()) * pri.strides[None, :, None]  # (B, N, 4)
-        return scores, distance2bbox(pri.points[None], dist)
+        return scores, decode_boxes(flatten_levels(outputs["edge_logits"]), self.priors(outputs))
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, cfg: EvalConfig) -> list[dict[str, torch.Tensor]]:
