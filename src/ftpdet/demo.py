@@ -63,16 +63,14 @@ def _comparison_plot(runs: dict[str, dict], out_png: Path) -> None:
     plt.close(fig)
 
 
-def _predictions(out: Path, runs: dict[str, dict], data: Path, count: int = 4) -> list[Path]:
-    """Every run's detections on the same validation images, side by side."""
+def _predictions(out: Path, models: dict[str, tuple], data: Path, count: int = 4) -> list[Path]:
+    """Every run's detections on the same validation images, side by side. models: name -> load_model()."""
     from PIL import Image, ImageDraw
 
-    from ftpdet.engine.checkpoint import load_model
     from ftpdet.engine.predict import draw_detections, predict_image
 
     pred_dir = out / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
-    models = {name: load_model(r["checkpoint"]) for name, r in runs.items()}
     written = []
     for path in sorted((data / "val").glob("*.png"))[:count]:
         panels = []
@@ -128,6 +126,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = _dataset(out, quick)
     runs: dict[str, dict] = {}
+    models: dict[str, tuple] = {}  # role -> (model, config, categories), loaded once for params and predictions
     teacher_ckpt = out / "teacher" / "last.pt"
     # (row name, builtin config, run directory, teacher checkpoint or None)
     plan = [("teacher", "demo_teacher", "teacher", None), ("student", "demo_student", "student", None),
@@ -138,18 +137,18 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
         print(f"\n== {role}: {cfg.model.backbone} (width {cfg.model.width_mult}), FPN {cfg.model.fpn_channels} ch, "
               f"{cfg.model.num_convs} conv(s) per tower{how}")
         result = train(cfg, overwrite=True, teacher=teacher)
-        model, _, _ = load_model(result.out_dir / "last.pt")
+        models[role] = load_model(result.out_dir / "last.pt")
         runs[role] = {
             "config": cfg.model.model_dump(),
             "metrics": result.last_metrics,
             "history": result.history,
             "train_seconds": result.train_seconds,
-            "params_m": _params(model),
+            "params_m": _params(models[role][0]),
             "checkpoint": str(result.out_dir / "last.pt"),
         }
 
     _comparison_plot(runs, out / "comparison.png")
-    preds = _predictions(out, runs, data)
+    preds = _predictions(out, models, data)
     from ftpdet.viz import plot_temperature
 
     val_image = sorted((data / "val").glob("*.png"))[1]

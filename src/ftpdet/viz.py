@@ -22,10 +22,15 @@ from ftpdet.errors import DatasetError
 
 @torch.no_grad()
 def temperature_maps(student_ckpt: str | Path, teacher_ckpt: str | Path, image: torch.Tensor, mode: str | None = None):
-    """Per level: (temperature (H, W), weight (H, W), stride), for a letterboxed image (3, S, S)."""
+    """For an image (3, H, W) uint8: per level (temperature (H_l, W_l), weight (H_l, W_l), stride), the DLT
+    mode used, and the image letterboxed to the student's input size (3, S, S), which the maps cover."""
     student, cfg, cats = load_model(student_ckpt)
     teacher = load_teacher(teacher_ckpt, student, cats)
     mode = mode or cfg.distill.ftpd.dlt.mode
+    sample = build_transforms(cfg.data.image_size, train=False)(
+        make_sample(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
+    )
+    image = sample["image"].as_subclass(torch.Tensor)
     t_out = teacher(image[None])
     n1 = cfg.model.reg_max + 1
     maps = []
@@ -37,7 +42,7 @@ def temperature_maps(student_ckpt: str | Path, teacher_ckpt: str | Path, image: 
         quality = conf.flatten()[:, None].expand(-1, 4).reshape(-1) if mode == "quality" else None
         tau = dlt_temperature(e, mode, quality).reshape(h, w, 4).mean(-1)
         maps.append((tau, conf, teacher.strides[level]))
-    return maps, mode, cfg.data.image_size
+    return maps, mode, image
 
 
 def plot_temperature(student_ckpt: str | Path, teacher_ckpt: str | Path, image_path: str | Path, out_dir: str | Path,
@@ -47,12 +52,8 @@ def plot_temperature(student_ckpt: str | Path, teacher_ckpt: str | Path, image_p
     image_path = Path(image_path)
     if not image_path.is_file():
         raise DatasetError(f"{image_path}: image file not found")
-    _, cfg, _ = load_model(student_ckpt)
-    size = cfg.data.image_size
-    sample = build_transforms(size, train=False)(make_sample(decode_image(image_path), torch.zeros(0, 4),
-                                                             torch.zeros(0, dtype=torch.long)))
-    image = sample["image"].as_subclass(torch.Tensor)
-    maps, mode, _ = temperature_maps(student_ckpt, teacher_ckpt, image, mode)
+    maps, mode, image = temperature_maps(student_ckpt, teacher_ckpt, decode_image(image_path), mode)
+    size = image.shape[-1]
     rgb = image.permute(1, 2, 0).numpy()
     fig, axes = plt.subplots(len(maps), 2, figsize=(7, 3.2 * len(maps)), squeeze=False)
     for row, (tau, conf, stride) in enumerate(maps):
