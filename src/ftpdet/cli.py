@@ -22,6 +22,9 @@ data_app = typer.Typer(help="Build or inspect COCO-format datasets.", no_args_is
 app.add_typer(data_app, name="data")
 viz_app = typer.Typer(help="Pictures of what distillation does.", no_args_is_help=True)
 app.add_typer(viz_app, name="viz")
+bench_app = typer.Typer(help="Benchmarks: accuracy of every method over paired seeds, speed, the report.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 
 def friendly(fn: Callable) -> Callable:
@@ -172,6 +175,72 @@ def viz_temperature(
     if mode is not None and mode not in ("std", "entropy", "quality"):
         raise typer.BadParameter(f"--mode must be std, entropy or quality, not {mode!r}")
     typer.echo(f"saved {plot_temperature(checkpoint, teacher, image, out, mode)}")
+
+
+@bench_app.command("accuracy")
+@friendly
+def bench_accuracy(
+    preset: Annotated[str, typer.Option(help="smoke (pipeline check) | quick (CPU, ~2 h) | full (GPU or a long run).")] = "quick",
+    seeds: Annotated[Optional[int], typer.Option(min=1, help="Seeds of the main comparison (default: the preset's).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/bench/PRESET); rerun to resume.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="A COCO-format dataset laid out as `data synth` writes it.")] = None,
+    teacher_config: Annotated[Optional[str], typer.Option(help="Main teacher config (YAML path or builtin name).")] = None,
+    hetero_teacher_config: Annotated[Optional[str], typer.Option(help="Teacher of the heterogeneous pair.")] = None,
+    student_config: Annotated[Optional[str], typer.Option(help="Student config (YAML path or builtin name).")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md (results JSON and plots beside it).")] = None,
+) -> None:
+    """Teacher, plain student and every method over paired seeds, plus FTPD's ablation, PD positions, LD's tau
+    sweep and a heterogeneous pair. Finished runs are reused; an interrupted benchmark continues where it stopped."""
+    from ftpdet.bench.accuracy import AccuracyBench
+    from ftpdet.bench.presets import PRESETS
+    from ftpdet.bench.report import publish
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    out = out or Path("runs/bench") / preset
+    bench = AccuracyBench(PRESETS[preset].with_seeds(seeds), out, data=data, teacher_config=teacher_config,
+                          hetero_teacher_config=hetero_teacher_config, student_config=student_config)
+    bench()
+    own = publish(out / "results.json", out / "benchmarks.md", "accuracy.json")
+    typer.echo(f"results: {out / 'results.json'}; report: {own}")
+    if report is not None:
+        typer.echo(f"published: {publish(out / 'results.json', report, 'accuracy.json')}")
+
+
+@bench_app.command("speed")
+@friendly
+def bench_speed(
+    preset: Annotated[str, typer.Option(help="Models and input size come from this preset.")] = "quick",
+    iters: Annotated[int, typer.Option(min=1, help="Iterations per round and step kind.")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds; the median round counts.")] = 5,
+    out: Annotated[Path, typer.Option(help="Where speed.json goes.")] = Path("runs/bench/speed"),
+    report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md.")] = None,
+) -> None:
+    """Per-iteration time of each method's distillation step over the floor (student step + teacher forward),
+    measured in one process, and inference images/s of teacher and student (PyTorch and ONNX Runtime)."""
+    from ftpdet.bench.presets import PRESETS
+    from ftpdet.bench.report import publish
+    from ftpdet.bench.speed import run_speed
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    path = run_speed(PRESETS[preset], out, iters=iters, rounds=rounds)
+    typer.echo(f"results: {path}")
+    if report is not None:
+        typer.echo(f"published: {publish(path, report, 'speed.json')}")
+
+
+@bench_app.command("report")
+@friendly
+def bench_report(
+    report: Annotated[Path, typer.Argument(help="The report to regenerate, e.g. docs/benchmarks.md.")] = Path("docs/benchmarks.md"),
+) -> None:
+    """Regenerate the report and its plots from the results JSON beside it (nothing is trained)."""
+    from ftpdet.bench.report import assets_dir, write_report
+
+    if not assets_dir(report).is_dir():
+        raise FtpdetError(f"{assets_dir(report)}: no results next to the report; run `ftpdet bench accuracy --report {report}` first")
+    typer.echo(f"wrote {write_report(report)}")
 
 
 @app.command("demo")

@@ -257,3 +257,15 @@ def synthesize(
                         "min_object_size": min_object_size}
         (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
     return out
+
+
+def synthesize_once(out: str | Path, **spec) -> bool:
+    """synthesize(out, **spec) unless out already holds exactly that dataset (a marker file records the spec).
+    Returns True when it wrote the dataset, False when it reused it."""
+    out = Path(out)
+    marker = out / "synth.json"
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return False
+    synthesize(out, **spec)
+    marker.write_text(json.dumps(spec))
+    return True

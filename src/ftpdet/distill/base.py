@@ -56,6 +56,9 @@ class StepContext:
     t_out: dict[str, list]
     priors: Priors
     targets: Targets
+    # The step's autocast (or a null context): training-only branches that run network layers (the cross
+    # head) use it too, so they cost what the forwards cost; losses are computed in float32 outside it.
+    amp: contextlib.AbstractContextManager = contextlib.nullcontext()
 
     @cached_property
     def s_cls(self) -> torch.Tensor:  # (B, N, C) logits
@@ -114,21 +117,27 @@ class CrossHead(nn.Module):
 
     @staticmethod
     def _tap(convs: nn.ModuleList, tower: list[torch.Tensor], layer: int, pre_activation: bool) -> torch.Tensor:
-        """Features after layer k in float32 (the towers may have run under bf16 autocast; the cross
-        branch runs in float32 with the losses)."""
+        """Features after layer k (in the towers' dtype: bf16 under autocast)."""
         if not pre_activation:
-            return tower[layer].float()
-        return convs[layer - 1][:2](tower[layer - 1].float())  # conv + GN of layer k, before its ReLU
+            return tower[layer]
+        return convs[layer - 1][:2](tower[layer - 1])  # conv + GN of layer k, before its ReLU
 
     @staticmethod
     def _match_stats(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """Per channel over (B, H, W): z-score x, then give it ref's mean and std."""
+        """Per channel over (B, H, W): z-score x, then give it ref's mean and std (statistics in float32)."""
         dims = (0, 2, 3)
+        x, ref = x.float(), ref.float()
         x = (x - x.mean(dims, keepdim=True)) / (x.std(dims, keepdim=True) + 1e-6)
         return x * ref.std(dims, keepdim=True) + ref.mean(dims, keepdim=True)
 
     def forward(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-head class logits (B, N, C) and edge logits (B, N, 4 * (reg_max + 1)), levels flattened."""
+        """Cross-head class logits (B, N, C) and edge logits (B, N, 4 * (reg_max + 1)), levels flattened, float32.
+        The layers run under the step's autocast, as the student's and teacher's own heads do."""
+        with ctx.amp:
+            cls_out, edge_out = self._run(ctx)
+        return flatten_levels(cls_out).float(), flatten_levels(edge_out).float()
+
+    def _run(self, ctx: StepContext) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         s_head, t_head = ctx.student.head, ctx.teacher.head
         cls_out, edge_out = [], []
         for level in range(len(ctx.s_out["cls_logits"])):
@@ -148,7 +157,7 @@ class CrossHead(nn.Module):
             cls, edges = t_head.forward_from(level, self.layer, feats[0], feats[1])
             cls_out.append(cls)
             edge_out.append(edges)
-        return flatten_levels(cls_out).float(), flatten_levels(edge_out).float()
+        return cls_out, edge_out
 
 
 class Distiller(nn.Module):
@@ -177,7 +186,7 @@ class Distiller(nn.Module):
             s_out = self.student(images)
         priors = self.student.priors(s_out)
         gfl_terms, tg = self.criterion(s_out, priors, targets)
-        ctx = StepContext(self.student, self.teacher, s_out, t_out, priors, tg)
+        ctx = StepContext(self.student, self.teacher, s_out, t_out, priors, tg, amp or contextlib.nullcontext())
         distill_terms: dict[str, torch.Tensor] = {}
         for method in self.methods.values():
             distill_terms.update(method(ctx))

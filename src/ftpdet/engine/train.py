@@ -136,8 +136,11 @@ def train(
     criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk, cfg.model.atss_fallback)
     distiller = None
     if teacher is not None:
-        teacher_model = load_teacher(teacher, model, train_ds.categories).to(device)
-        methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
+        # Paired seeds: building the teacher and the methods' adapters draws random numbers; doing it on a
+        # forked generator leaves the augmentation stream exactly as a plain run of the same seed sees it.
+        with torch.random.fork_rng(devices=[]):
+            teacher_model = load_teacher(teacher, model, train_ds.categories).to(device)
+            methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
         distiller = Distiller(model, teacher_model, methods, criterion)
     trainable = distiller if distiller is not None else model  # adapters (if any) train with the student
     optimizer = build_optimizer(trainable, tc)

@@ -1,0 +1,323 @@
+"""`ftpdet bench accuracy`: FTPD against every baseline, the FTPD ablation, PD positions, the LD temperature
+sweep and a heterogeneous pair, over paired seeds, resumable.
+
+Every run is keyed by a hash of what determines its result (the resolved config without its output
+directory, the method, the teacher's key and a fingerprint of the data), so a run shared by two tables
+(FTPD's defaults are both the main row and the ablation's "full" row) is trained once, a finished run is
+never trained again, and an interrupted one resumes from its last checkpoint. Teachers are keyed the same
+way and trained once per config.
+
+Seeds are paired: seed k gives every student run the same initialisation and the same data order and
+augmentation (engine/train.py), so methods are compared per seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import ftpdet.distill as distill_pkg
+from ftpdet.distill import parse_method
+from ftpdet.bench.presets import ABLATION, BASELINES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, Preset
+from ftpdet.config import Config, load_config
+from ftpdet.demo import machine_description
+from ftpdet.engine.evaluate import METRIC_KEYS
+from ftpdet.data.coco import read_coco_json
+from ftpdet.errors import DatasetError, FtpdetError
+
+RESULTS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of one table: a student trained with `method` (None: the plain student) at `seed`."""
+
+    table: str  # main | ablation | position | tau | hetero
+    label: str  # the row in that table
+    method: str | None
+    seed: int
+    teacher: str | None = None  # teacher role: main | hetero
+    overrides: tuple[str, ...] = ()
+
+
+def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[RunSpec]:
+    """Every cell of every table, seed 0 of all tables first, so an interrupted benchmark already has one
+    complete picture. Identical runs (same key) in several tables are trained once."""
+    specs: list[RunSpec] = []
+    positions = ["output"] + [str(k) for k in range(min(student_convs, teacher_convs) + 1)]
+    for seed in range(max(preset.seeds, preset.extra_seeds)):
+        if seed < preset.seeds:
+            specs.append(RunSpec("main", "student", None, seed))
+            specs += [RunSpec("main", m, m, seed, "main") for m in MAIN_METHODS]
+        if seed < preset.extra_seeds:
+            specs += [RunSpec("ablation", name, "ftpd", seed, "main", ov) for name, ov in ABLATION.items()]
+            specs.append(RunSpec("ablation", "FTPD + PKD", "ftpd+pkd", seed, "main"))
+            specs += [RunSpec("position", p, "ftpd", seed, "main", (f"distill.ftpd.pd.position={p}",)) for p in positions]
+            specs += [RunSpec("tau", f"LD tau={t}", "ld", seed, "main", (f"distill.ld.temperature={t}",)) for t in LD_TAUS]
+            specs.append(RunSpec("tau", "FTPD (no tau)", "ftpd", seed, "main"))
+            specs.append(RunSpec("hetero", "student", None, seed))
+            specs += [RunSpec("hetero", m, m, seed, "hetero") for m in HETERO_METHODS]
+    return specs
+
+
+def data_fingerprint(train_ann: Path, val_ann: Path, image_size: int) -> str:
+    """What the data contributes to a run's key: both annotation files' bytes and the input size."""
+    h = hashlib.sha256()
+    for path in (train_ann, val_ann):
+        h.update(path.read_bytes())
+    h.update(str(image_size).encode())
+    return h.hexdigest()[:16]
+
+
+def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: str) -> str:
+    """Hash of everything that decides the result; the output directory and the data's paths do not."""
+    dump = cfg.model_dump()
+    dump["train"].pop("out_dir")
+    for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
+        dump["data"].pop(k)
+    if method is None:
+        dump.pop("distill")  # the plain student ignores the distillation section
+    code = code_fingerprint(method) if method is not None else None
+    payload = json.dumps({"config": dump, "method": method, "teacher": teacher_key, "data": data_fp, "code": code},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def code_fingerprint(method: str) -> str:
+    """The source of the method's modules in ftpdet/distill and of the distill modules they import: changing
+    a method's code invalidates its runs (and only its runs), so a reused result comes from the checked-out code."""
+    folder = Path(distill_pkg.__file__).parent
+    todo = [*parse_method(method), "base"]
+    seen: set[str] = set()
+    h = hashlib.sha256()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        source = (folder / f"{name}.py").read_text()
+        h.update(name.encode() + source.encode())
+        todo += re.findall(r"^from ftpdet\.distill\.(\w+) import", source, flags=re.M)
+    return h.hexdigest()[:16]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def metrics_record(result, steps: int) -> dict[str, Any]:
+    """AP and friends (%) of the final checkpoint (no best-epoch picking on the validation set), time, curve."""
+    m = result.last_metrics
+    return {
+        **{k: round(100 * m[k], 3) for k in METRIC_KEYS},
+        "train_seconds": round(result.train_seconds, 1),
+        "steps": steps,
+        "seconds_per_step": round(result.train_seconds / max(steps, 1), 5),
+        "history": [{"epoch": h["epoch"], "AP": round(100 * h["metrics"]["AP"], 3)} for h in result.history],
+    }
+
+
+class AccuracyBench:
+    """Plans, runs (or reuses) and collects every run of one benchmark under `out`."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        out: str | Path,
+        data: str | Path | None = None,
+        teacher_config: str | None = None,
+        hetero_teacher_config: str | None = None,
+        student_config: str | None = None,
+        progress: bool = True,
+        command: str | None = None,
+    ) -> None:
+        self.preset, self.out, self.progress = preset, Path(out), progress
+        self.configs = {
+            "main": teacher_config or preset.teacher,
+            "hetero": hetero_teacher_config or preset.hetero_teacher,
+            "student": student_config or preset.student,
+        }
+        self.user_data = Path(data) if data is not None else None
+        self.command = command or "ftpdet bench accuracy " + " ".join(sys.argv[1:])
+        self.records: dict[str, dict] = {}
+        self.teacher_records: dict[str, dict] = {}
+        self._params: dict[str, float] = {}
+
+    # -- data ------------------------------------------------------------------------------------------
+    def prepare_data(self) -> Path:
+        p = self.preset
+        if self.user_data is not None:
+            root = self.user_data
+            for rel in ("annotations/instances_train.json", "annotations/instances_val.json", "train", "val"):
+                if not (root / rel).exists():
+                    raise DatasetError(f"{root / rel}: not found; --data expects the layout `ftpdet data synth` writes "
+                                       "(DIR/train/, DIR/val/, DIR/annotations/instances_{train,val}.json)")
+        else:
+            from ftpdet.data.synth import synthesize_once
+
+            root = self.out / "data"
+            if synthesize_once(root, seed=0, num_train=p.num_train, num_val=p.num_val, image_size=p.image_size):
+                print(f"built-in dataset: {p.num_train} train / {p.num_val} val images -> {root}")
+        self.data_root = root
+        train_ann = root / "annotations" / "instances_train.json"
+        self.data_fp = data_fingerprint(train_ann, root / "annotations" / "instances_val.json", p.image_size)
+        self.num_classes = len(read_coco_json(train_ann)["categories"])
+        return root
+
+    # -- configs ---------------------------------------------------------------------------------------
+    def config(self, role: str, seed: int, overrides: tuple[str, ...] = (), out_dir: Path | None = None) -> Config:
+        """A run's config: the role's YAML, then the preset's schedule and the run's overrides."""
+        p = self.preset
+        is_teacher = role in ("main", "hetero")
+        schedule = [f"train.epochs={p.teacher_epochs if is_teacher else p.student_epochs}",
+                    f"train.eval_every={p.teacher_epochs if is_teacher else p.eval_every}"]
+        base = [f"data.root={self.data_root}", f"data.image_size={p.image_size}", f"train.seed={seed}",
+                f"train.out_dir={out_dir or self.out / 'tmp'}"]
+        extra = {"main": p.teacher_overrides, "hetero": p.hetero_overrides}.get(role, p.student_overrides)
+        return load_config(self.configs[role], [*base, *p.common, *extra, *schedule, *overrides])
+
+    # -- runs ------------------------------------------------------------------------------------------
+    def _train(self, cfg: Config, key: str, run_dir: Path, teacher: Path | None, method: str | None) -> dict:
+        """Train, resume or reuse the run in run_dir; its record.json marks it finished."""
+        from ftpdet.engine.train import train
+
+        record_path = run_dir / "record.json"
+        if record_path.exists():
+            record = json.loads(record_path.read_text())
+            if record.get("key") == key:
+                return record | {"reused": True}
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": str(run_dir)})})
+        resume = (run_dir / "last.pt").exists()
+        t0 = time.perf_counter()
+        try:
+            result = train(cfg, resume=resume, overwrite=not resume, teacher=teacher, method=method, progress=self.progress)
+        except FtpdetError as e:  # a failed run is a result too (e.g. a non-finite loss): record it, go on
+            record = {"key": key, "status": "failed", "error": str(e)}
+        else:
+            steps = result.history[-1]["step"] if result.history else 0
+            record = {"key": key, "status": "done", **metrics_record(result, steps)}
+        record["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        record["run_dir"] = str(run_dir)
+        record_path.write_text(json.dumps(record, indent=1))
+        return record
+
+    def teacher(self, role: str) -> tuple[Path, str]:
+        """Train (once per config) or reuse the teacher for `role`; returns (checkpoint, key)."""
+        cfg = self.config(role, 0)
+        key = run_key(cfg, None, None, self.data_fp)
+        run_dir = self.out / "teachers" / f"{role}-{key}"
+        if role not in self.teacher_records:
+            print(f"\n== teacher ({role}): {self.configs[role]} ({cfg.model.backbone}), {cfg.train.epochs} epochs -> {run_dir}")
+            record = self._train(cfg, key, run_dir, None, None)
+            if record["status"] != "done":
+                raise FtpdetError(f"{run_dir}: the {role} teacher failed to train: {record['error']}")
+            record |= {"role": role, "config": self.configs[role], "backbone": cfg.model.backbone,
+                       "params_m": round(self.params_m(cfg), 3)}
+            self.teacher_records[role] = record
+        return run_dir / "last.pt", key
+
+    def run(self, spec: RunSpec) -> dict:
+        """Run one cell; returns its record (shared with any other cell of the same key)."""
+        cfg = self.config("student", spec.seed, spec.overrides)
+        teacher_ckpt, teacher_key = self.teacher(spec.teacher) if spec.teacher else (None, None)
+        key = run_key(cfg, spec.method, teacher_key, self.data_fp)
+        if key in self.records:
+            return self.records[key]
+        name = (spec.method or "student").replace("+", "_")
+        run_dir = self.out / "runs" / f"{name}-s{spec.seed}-{key}"
+        record = self._train(cfg, key, run_dir, teacher_ckpt, spec.method)
+        record |= {"method": spec.method or "student", "overrides": list(spec.overrides), "seed": spec.seed,
+                   "teacher": spec.teacher, "teacher_config": self.configs[spec.teacher] if spec.teacher else None,
+                   "student_config": self.configs["student"]}
+        self.records[key] = record
+        return record
+
+    def __call__(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self.prepare_data()
+        probe = self.config("student", 0)
+        student_convs = probe.model.num_convs
+        teacher_convs = self.config("main", 0).model.num_convs
+        specs = plan_runs(self.preset, student_convs, teacher_convs)
+        tables: dict[str, list[dict]] = {}
+        for i, spec in enumerate(specs, 1):
+            where = f"[{i}/{len(specs)}] {spec.table}: {spec.label}, seed {spec.seed}"
+            print(f"\n== {where}" + (f", teacher {spec.teacher}" if spec.teacher else ""))
+            record = self.run(spec)
+            note = "reused" if record.get("reused") else f"{record['wall_seconds']:.0f} s"
+            outcome = f"AP {record['AP']:.2f}" if record["status"] == "done" else f"FAILED: {record['error']}"
+            print(f"   {outcome} ({note}; {(time.perf_counter() - t0) / 60:.1f} min so far)")
+            rows = tables.setdefault(spec.table, [])
+            row = next((r for r in rows if r["label"] == spec.label), None)
+            if row is None:
+                row = {"label": spec.label, "method": spec.method or "student", "teacher": spec.teacher,
+                       "overrides": list(spec.overrides), "keys": []}
+                rows.append(row)
+            row["keys"].append(record["key"])
+            self.save(tables)
+        return self.save(tables)
+
+    def results(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
+        p = self.preset
+        records = [self._with_ratio(r) for r in self.records.values()]
+        return {
+            "version": RESULTS_VERSION,
+            "preset": p.name,
+            "command": self.command,
+            "date": date.today().isoformat(),
+            "machine": machine_description(),
+            "python": platform.python_version(),
+            "data": {"root": str(self.data_root), "builtin": self.user_data is None, "fingerprint": self.data_fp,
+                     "num_train": p.num_train if self.user_data is None else None,
+                     "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
+            "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,
+                         "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds},
+            "configs": dict(self.configs),
+            "commit": git_commit(),
+            "student_params_m": round(self.params_m(self.config("student", 0)), 3),
+            "teachers": self.teacher_records,
+            "records": [{k: v for k, v in r.items() if k != "reused"} for r in records],
+            "tables": tables,
+        }
+
+    def _with_ratio(self, record: dict) -> dict:
+        """step_time_ratio: this run's seconds per step over the plain student's at the same seed (1 for it).
+        Runs train one after another on a possibly busy machine: `ftpdet bench speed` is the careful measure."""
+        base = next((r for r in self.records.values() if r.get("method") == "student" and r.get("seed") == record.get("seed")
+                     and r["status"] == "done"), None)
+        if record["status"] == "done" and base is not None:
+            return record | {"step_time_ratio": round(record["seconds_per_step"] / base["seconds_per_step"], 3)}
+        return record
+
+    def params_m(self, cfg: Config) -> float:
+        """Parameters (millions) of cfg's detector, counted once per model config."""
+        from ftpdet.models.detector import build_detector
+
+        key = cfg.model.model_dump_json()
+        if key not in self._params:
+            self._params[key] = sum(p.numel() for p in build_detector(cfg.model, self.num_classes).parameters()) / 1e6
+        return self._params[key]
+
+    def save(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
+        results = self.results(tables)
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / "results.json.tmp"
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(self.out / "results.json")
+        return results
+
+

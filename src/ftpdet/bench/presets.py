@@ -1,0 +1,77 @@
+"""Benchmark presets: how much data, which models, how long, how many seeds.
+
+A preset fixes the schedule (epochs, evaluation cadence) and the seeds; the teacher and student configs
+fix the models and optimisers and can be swapped (`--teacher-config`, `--student-config`). Every student
+run of one benchmark gets the same schedule, so methods are compared at equal steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# The main pair is homogeneous (MobileNetV3-large teacher -> MobileNetV3-small student); the heterogeneous
+# pair swaps in a ResNet-18 teacher for the same student, so the student baseline is shared by both.
+MAIN_METHODS = ("kd", "ld", "crosskd", "bckd", "pkd", "ftpd", "ftpd+pkd")
+BASELINES = ("kd", "ld", "crosskd", "bckd", "pkd")
+HETERO_METHODS = ("kd", "ld", "bckd", "ftpd")
+LD_TAUS = (1, 2, 5, 10, 20)
+# FTPD ablation: each row switches parts off (config overrides), so the table is four configs.
+ABLATION = {
+    "PD": ("distill.ftpd.dlt.enabled=false", "distill.ftpd.ctf.enabled=false"),
+    "PD + DLT": ("distill.ftpd.ctf.enabled=false",),
+    "PD + CTF": ("distill.ftpd.dlt.enabled=false",),
+    "PD + DLT + CTF (FTPD)": (),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    num_train: int  # built-in dataset size (ignored with --data)
+    num_val: int
+    image_size: int  # network input side; also the built-in images' side
+    teacher: str  # main teacher config (builtin name or YAML path)
+    hetero_teacher: str  # heterogeneous teacher (another architecture family than the student)
+    student: str
+    teacher_epochs: int
+    student_epochs: int
+    eval_every: int  # student runs; the mAP-over-epochs curves come from these evaluations
+    seeds: int  # main comparison
+    extra_seeds: int  # ablation, PD positions, LD tau sweep, heterogeneous pair
+    common: tuple[str, ...] = ()  # overrides for every run (teachers and students)
+    teacher_overrides: tuple[str, ...] = ()  # main teacher
+    hetero_overrides: tuple[str, ...] = ()  # heterogeneous teacher
+    student_overrides: tuple[str, ...] = ()
+    notes: str = ""
+
+    def with_seeds(self, seeds: int | None) -> Preset:
+        if seeds is None:
+            return self
+        return replace(self, seeds=seeds, extra_seeds=min(self.extra_seeds, seeds) if self.extra_seeds else 0)
+
+
+PRESETS: dict[str, Preset] = {
+    # A pipeline check for `make test`: tiny models, a few iterations. Its numbers mean nothing.
+    "smoke": Preset(
+        name="smoke", num_train=24, num_val=8, image_size=64,
+        teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",
+        teacher_epochs=1, student_epochs=1, eval_every=1, seeds=1, extra_seeds=1,
+        common=("train.batch_size=8", "train.warmup_steps=2", "train.log_every=1", "train.amp=none"),
+        teacher_overrides=("model.backbone=mobilenet_v3_small", "model.fpn_channels=32", "model.head_channels=32"),
+        hetero_overrides=("model.fpn_channels=32", "model.head_channels=32"),
+        student_overrides=("model.fpn_channels=16", "model.head_channels=16"),
+        notes="pipeline check only: a few iterations on tiny models",
+    ),
+    # The CPU benchmark: about 1.5-2 hours on 2 cores (docs/benchmarks.md).
+    "quick": Preset(
+        name="quick", num_train=1600, num_val=400, image_size=128,
+        teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",
+        teacher_epochs=24, student_epochs=6, eval_every=2, seeds=3, extra_seeds=1,
+    ),
+    # For a GPU or a long run: 3 seeds everywhere, larger images, more data and epochs.
+    "full": Preset(
+        name="full", num_train=8000, num_val=1000, image_size=160,
+        teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",
+        teacher_epochs=36, student_epochs=12, eval_every=3, seeds=3, extra_seeds=3,
+    ),
+}

@@ -1,0 +1,148 @@
+"""`ftpdet bench speed`: what each distillation method costs per training step, and inference throughput.
+
+Everything is timed in one process on the same pre-collated batches (data loading excluded), in interleaved
+rounds: each round times every step kind for `iters` iterations, and each kind's median round counts. On
+a shared machine, load changes slowly compared with one round, so the ratios, not the absolute times, are
+what to read. Floor = a plain student training step + a teacher no-grad forward: the least any method that
+needs the teacher's outputs can cost.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ftpdet.bench.presets import MAIN_METHODS, Preset
+from ftpdet.config import Config, load_config
+from ftpdet.data.coco import CocoDetection, collate
+from ftpdet.demo import machine_description
+from ftpdet.distill import build_methods
+from ftpdet.distill.base import Distiller, freeze
+from ftpdet.engine.checkpoint import load_model
+from ftpdet.engine.train import build_optimizer
+from ftpdet.models.criterion import GFLLoss
+from ftpdet.models.detector import build_detector
+
+
+def _time(fn: Callable[[], Any], iters: int) -> float:
+    """Milliseconds per call over `iters` calls."""
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return 1000 * (time.perf_counter() - t) / iters
+
+
+def _models(cfg_t: Config, cfg_s: Config, num_classes: int, teacher: Path | None, student: Path | None):
+    """Teacher and student: trained checkpoints when given (realistic detection counts for inference), else
+    random initialisation (enough for training-step cost, which does not depend on the weights' values)."""
+    torch.manual_seed(0)
+    t = load_model(teacher)[0] if teacher else build_detector(cfg_t.model, num_classes)
+    s = load_model(student)[0] if student else build_detector(cfg_s.model, num_classes)
+    return freeze(t), s
+
+
+def run_speed(
+    preset: Preset,
+    out: str | Path,
+    iters: int = 10,
+    rounds: int = 5,
+    teacher: Path | None = None,
+    student: Path | None = None,
+    methods: tuple[str, ...] = MAIN_METHODS,
+    command: str | None = None,
+) -> Path:
+    from ftpdet.bench.accuracy import git_commit
+    from ftpdet.data.synth import synthesize_once
+
+    out = Path(out)
+    data = out / "data"
+    synthesize_once(data, seed=0, num_train=64, num_val=8, image_size=preset.image_size)
+    overrides = [f"data.root={data}", f"data.image_size={preset.image_size}", *preset.common]
+    cfg_s = load_config(preset.student, [*overrides, *preset.student_overrides])
+    cfg_t = load_config(preset.teacher, [*overrides, *preset.teacher_overrides])
+    bs = cfg_s.train.batch_size
+    ds = CocoDetection(data / "annotations" / "instances_train.json", data / "train", preset.image_size, train=True)
+    batches = [collate([ds[i] for i in range(k * bs, (k + 1) * bs)]) for k in range(len(ds) // bs)]
+    if not batches:
+        raise ValueError(f"batch size {bs} exceeds the {len(ds)} speed-benchmark images")
+    amp_on = cfg_s.train.amp == "bf16"
+    amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_on)  # noqa: E731
+    t_model, s_model = _models(cfg_t, cfg_s, ds.num_classes, teacher, student)
+    criterion = GFLLoss(cfg_s.loss, ds.num_classes, cfg_s.model.reg_max, cfg_s.model.atss_topk, cfg_s.model.atss_fallback)
+    weights = criterion.weights
+    cursor = {"i": 0}
+
+    def next_batch():
+        cursor["i"] = (cursor["i"] + 1) % len(batches)
+        return batches[cursor["i"]]
+
+    def make_step(module: torch.nn.Module, distiller: Distiller | None) -> Callable[[], None]:
+        opt = build_optimizer(module, cfg_s.train)
+
+        def step() -> None:
+            images, targets = next_batch()
+            if distiller is None:
+                with amp():
+                    outputs = s_model(images)
+                terms, _ = criterion(outputs, s_model.priors(outputs), targets)
+                extra: dict = {}
+            else:
+                terms, extra = distiller(images, targets, amp())
+            loss = sum(weights[k] * v for k, v in terms.items()) + sum(extra.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    @torch.no_grad()
+    def teacher_forward() -> None:
+        with amp():
+            t_model(next_batch()[0])
+
+    kinds: dict[str, Callable[[], None]] = {"student step": make_step(s_model, None), "teacher forward": teacher_forward}
+    for name in methods:
+        d = Distiller(s_model, t_model, build_methods(name, cfg_s.distill, s_model, t_model), criterion).train()
+        kinds[name] = make_step(d, d)
+    s_model.train()
+    for fn in kinds.values():  # warm-up: allocator, autocast caches, oneDNN kernels
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in kinds}
+    for r in range(rounds):
+        for name, fn in kinds.items():
+            samples[name].append(_time(fn, iters))
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f} ms" for k, v in samples.items()), flush=True)
+    ms = {k: statistics.median(v) for k, v in samples.items()}
+    floor = ms["student step"] + ms["teacher forward"]
+    ratios = {k: v / floor for k, v in ms.items() if k not in ("student step", "teacher forward")}
+
+    inference = []
+    images = batches[0][0]
+    for role, model, cfg in (("teacher", t_model, cfg_t), ("student", s_model, cfg_s)):
+        model.eval()
+        model.predict(images, cfg.eval)
+        per_batch = statistics.median(_time(lambda: model.predict(images, cfg.eval), max(2, iters // 2)) for _ in range(rounds))
+        inference.append({"model": f"{role} ({cfg.model.backbone})", "runtime": "PyTorch (float32)",
+                          "images_per_s": 1000 * len(images) / per_batch})
+
+    result = {
+        "command": command or f"ftpdet bench speed --preset {preset.name} --iters {iters} --rounds {rounds}",
+        "date": date.today().isoformat(), "commit": git_commit(), "machine": machine_description(),
+        "preset": preset.name, "batch_size": bs, "image_size": preset.image_size, "amp": cfg_s.train.amp,
+        "iters": iters, "rounds": rounds, "teacher": preset.teacher, "student": preset.student,
+        "trained_weights": bool(teacher and student),
+        "ms": {k: round(v, 2) for k, v in ms.items()}, "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "samples_ms": {k: [round(x, 2) for x in v] for k, v in samples.items()}, "inference": inference,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "speed.json"
+    path.write_text(json.dumps(result, indent=1))
+    for k, v in ms.items():
+        print(f"{k:>16}: {v:7.1f} ms" + (f"  {ratios[k]:.2f} x floor" if k in ratios else ""))
+    return path
