@@ -40,21 +40,30 @@ def distill(
 
 
 def evaluate_checkpoint(checkpoint: str | Path, ann: str | Path, images: str | Path) -> tuple[dict[str, float], list]:
-    """COCO metrics and detections (COCO results format) of a checkpoint on a COCO-format set."""
+    """COCO metrics and detections (COCO results format) of a checkpoint (.pt) or an exported model (.onnx,
+    run by ONNX Runtime) on a COCO-format set."""
     from ftpdet.data.coco import CocoDetection
-    from ftpdet.engine.checkpoint import load_model
     from ftpdet.engine.evaluate import evaluate
+    from ftpdet.export import load_detector
 
-    model, cfg, cats = load_model(checkpoint)
+    model, cfg, cats = load_detector(checkpoint)
     dataset = CocoDetection(ann, images, cfg.data.image_size, train=False, categories=cats)
     return evaluate(model, dataset, cfg.eval)
 
 
-def predict(checkpoint: str | Path, images: list[str | Path], out: str | Path, score_thr: float = 0.3) -> list[Path]:
-    """Draw detections above score_thr on each image; returns the written PNG paths."""
-    from ftpdet.engine.checkpoint import load_model
-    from ftpdet.engine.predict import predict_files
+def export(checkpoint: str | Path, out: str | Path, image_size: int | None = None, dynamic_batch: bool = False,
+           nms: bool = False) -> Path:
+    """The checkpoint's student as an ONNX inference graph (see ftpdet.export)."""
+    from ftpdet.export import export_onnx
 
-    model, cfg, cats = load_model(checkpoint)
+    return export_onnx(checkpoint, out, image_size=image_size, dynamic_batch=dynamic_batch, nms=nms)
+
+
+def predict(checkpoint: str | Path, images: list[str | Path], out: str | Path, score_thr: float = 0.3) -> list[Path]:
+    """Draw detections above score_thr on each image; returns the written PNG paths. checkpoint: .pt or .onnx."""
+    from ftpdet.engine.predict import predict_files
+    from ftpdet.export import load_detector
+
+    model, cfg, cats = load_detector(checkpoint)
     eval_cfg = cfg.eval.model_copy(update={"score_thr": score_thr})
     return predict_files(model, [Path(p) for p in images], Path(out), cfg.data.image_size, eval_cfg, cats.names)

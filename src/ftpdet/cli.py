@@ -121,13 +121,13 @@ def distill_cmd(
 @app.command("eval")
 @friendly
 def eval_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="A .pt checkpoint.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A .pt checkpoint, or an exported .onnx model (run by ONNX Runtime).")],
     ann: Annotated[Path, typer.Option(help="COCO instances JSON of the evaluation set.")],
     images: Annotated[Path, typer.Option(help="Directory of the evaluation images.")],
     out: Annotated[Optional[Path], typer.Option(help="Write detections (COCO results format) here.")] = None,
     metrics_out: Annotated[Optional[Path], typer.Option(help="Metrics JSON (default: next to --out, or not written).")] = None,
 ) -> None:
-    """COCO mAP (AP, AP50, AP75, APs, APm, APl) of a checkpoint through pycocotools."""
+    """COCO mAP (AP, AP50, AP75, APs, APm, APl) of a checkpoint or an exported ONNX model through pycocotools."""
     from ftpdet.api import evaluate_checkpoint
     from ftpdet.engine.evaluate import summarize
 
@@ -148,7 +148,7 @@ def eval_cmd(
 @app.command("predict")
 @friendly
 def predict_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="A .pt checkpoint.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A .pt checkpoint, or an exported .onnx model.")],
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     out: Annotated[Path, typer.Option(help="Directory for the drawn images.")],
     score_thr: Annotated[float, typer.Option(min=0, max=1, help="Draw detections above this score.")] = 0.3,
@@ -158,6 +158,23 @@ def predict_cmd(
 
     for path in predict(checkpoint, images, out, score_thr=score_thr):
         typer.echo(f"saved {path}")
+
+
+@app.command("export")
+@friendly
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pt checkpoint (its student; a teacher is never in it).")],
+    out: Annotated[Path, typer.Option(help="The .onnx file to write.")],
+    image_size: Annotated[Optional[int], typer.Option(min=32, help="Input side (default: the training size).")] = None,
+    dynamic_batch: Annotated[bool, typer.Option(help="Any batch size (default: batch 1).")] = False,
+    nms: Annotated[bool, typer.Option(help="Put class-wise NMS (ONNX NonMaxSuppression) in the graph.")] = False,
+) -> None:
+    """The student's inference graph as ONNX: uint8 images in, raw head outputs and decoded scores/boxes out
+    (optionally NMS); class names, input size and preprocessing in the model's metadata."""
+    from ftpdet.api import export
+
+    path = export(checkpoint, out, image_size=image_size, dynamic_batch=dynamic_batch, nms=nms)
+    typer.echo(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB); check it: ftpdet eval {path} --ann ... --images ...")
 
 
 @viz_app.command("temperature")

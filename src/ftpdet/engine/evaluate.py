@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ftpdet.config import EvalConfig
 from ftpdet.data.coco import CocoDetection, collate
+from ftpdet.models.detector import model_device
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -75,7 +76,7 @@ def run_detector(model, dataset: CocoDetection, cfg: EvalConfig, progress: bool 
     # Its own generator: creating a loader iterator draws a seed from the global RNG otherwise, and then
     # how often a run evaluates would change its training augmentation.
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator())
-    device = next(model.parameters()).device
+    device = model_device(model)
     results: list[dict[str, Any]] = []
     for images, targets in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
         dets = model.predict(images.to(device), cfg)

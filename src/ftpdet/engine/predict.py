@@ -12,6 +12,7 @@ from ftpdet.config import EvalConfig
 from ftpdet.data.coco import decode_image
 from ftpdet.data.transforms import build_transforms, letterbox_scale, make_sample
 from ftpdet.errors import DatasetError
+from ftpdet.models.detector import model_device
 
 _PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
             (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
@@ -25,7 +26,7 @@ def predict_image(model, path: Path, image_size: int, cfg: EvalConfig) -> tuple[
     sample = build_transforms(image_size, train=False)(
         make_sample(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
     )
-    device = next(model.parameters()).device
+    device = model_device(model)
     det = model.predict(sample["image"].as_subclass(torch.Tensor)[None].to(device), cfg)[0]
     boxes = det["boxes"].cpu() / letterbox_scale(h, w, image_size)
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)

@@ -116,5 +116,10 @@ def postprocess(scores: torch.Tensor, boxes: torch.Tensor, cfg: EvalConfig, imag
     return {"boxes": b[kept], "scores": cand_scores[kept], "labels": labels[kept]}
 
 
+def model_device(model) -> torch.device:
+    """Where a model's inputs go: its parameters' device, or the CPU for an ONNX Runtime session."""
+    return next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
+
+
 def build_detector(cfg: ModelConfig, num_classes: int) -> GFLDetector:
     return GFLDetector(cfg, num_classes)

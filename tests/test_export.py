@@ -1,0 +1,86 @@
+"""ONNX export: the deployed artefact matches PyTorch (raw outputs and AP), and eval/predict run it."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ftpdet.api import evaluate_checkpoint
+from ftpdet.cli import app
+from ftpdet.data.coco import CocoDetection, collate
+from ftpdet.engine.checkpoint import load_model
+from ftpdet.export import OnnxDetector, export_onnx, load_detector
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(overfit_run, tmp_path_factory):
+    """The memorising detector of conftest (AP50 >= 0.9 on its images), exported with a dynamic batch."""
+    result, root = overfit_run
+    path = export_onnx(result.out_dir / "last.pt", tmp_path_factory.mktemp("onnx") / "model.onnx", dynamic_batch=True)
+    return result.out_dir / "last.pt", path, root
+
+
+def test_raw_outputs_match_pytorch_within_1e_4(exported):
+    ckpt, path, root = exported
+    model, cfg, _ = load_model(ckpt)
+    ds = CocoDetection(root / "annotations" / "instances_train.json", root / "train", cfg.data.image_size)
+    images, _ = collate([ds[i] for i in range(5)])  # a batch size the example input did not have
+    from ftpdet.export import InferenceGraph
+
+    with torch.no_grad():
+        expected = InferenceGraph(model)(images)
+    got = OnnxDetector(path).run(images)
+    for name, ref in zip(("cls_logits", "edge_logits", "scores", "boxes"), expected):
+        assert got[name].shape == tuple(ref.shape), name
+        tol = 1e-4 if name != "boxes" else 1e-4 * cfg.data.image_size  # boxes are in pixels, logits in units
+        assert np.abs(got[name] - ref.numpy()).max() <= tol, (name, np.abs(got[name] - ref.numpy()).max())
+
+
+def test_onnx_ap_equals_pytorch_ap_to_3_decimals(exported):
+    ckpt, path, root = exported
+    ann, images = root / "annotations" / "instances_train.json", root / "train"
+    torch_metrics, torch_dets = evaluate_checkpoint(ckpt, ann, images)
+    onnx_metrics, onnx_dets = evaluate_checkpoint(path, ann, images)
+    assert torch_metrics["AP50"] >= 0.9  # a detector that really detects: parity on real detections
+    assert len(onnx_dets) == len(torch_dets)
+    for k in torch_metrics:
+        assert round(onnx_metrics[k], 3) == round(torch_metrics[k], 3), k
+
+
+def test_metadata_carries_classes_size_and_preprocessing(exported):
+    ckpt, path, _ = exported
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    stored = load_model(ckpt)[2]
+    assert json.loads(meta["class_names"]) == stored.names
+    assert json.loads(meta["categories"])["ids"] == stored.ids
+    assert meta["image_size"] == "96" and "letterbox" in meta["preprocessing"]
+    det, cfg, cats = load_detector(path)
+    assert cats.names == stored.names and cfg.data.image_size == 96
+
+
+def test_nms_in_the_graph_gives_the_same_ap(exported, tmp_path):
+    ckpt, _, root = exported
+    path = export_onnx(ckpt, tmp_path / "nms.onnx", nms=True)  # fixed batch 1: run image by image
+    assert "selected" in [o.name for o in onnx.load(str(path)).graph.output]
+    ann, images = root / "annotations" / "instances_train.json", root / "train"
+    ref, _ = evaluate_checkpoint(ckpt, ann, images)
+    got, dets = evaluate_checkpoint(path, ann, images)
+    assert dets and round(got["AP"], 3) == round(ref["AP"], 3)
+
+
+def test_cli_export_then_predict_with_the_onnx_file(exported, tmp_path):
+    ckpt, _, root = exported
+    out = tmp_path / "cli.onnx"
+    res = runner.invoke(app, ["export", str(ckpt), "--out", str(out), "--image-size", "128"])
+    assert res.exit_code == 0, res.output
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["image_size"] == "128"
+    image = sorted((root / "train").glob("*.png"))[0]
+    res = runner.invoke(app, ["predict", str(out), str(image), "--out", str(tmp_path / "vis")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "vis" / f"{image.stem}_pred.png").stat().st_size > 1000
