@@ -10,7 +10,8 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from ftpdet.errors import FtpdetError
+from ftpdet.engine.distributed import rank
+from ftpdet.errors import FtpdetError, Interrupted
 
 app = typer.Typer(
     help="Small, fast detectors by distilling a GFL teacher into a small student (FTPD and baselines).",
@@ -37,6 +38,8 @@ def friendly(fn: Callable) -> Callable:
         except FtpdetError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except Interrupted as e:  # the trainer already said where it stopped and how to resume
+            raise typer.Exit(128 + e.signum) from None
 
     return wrapper
 
@@ -98,7 +101,8 @@ def train_cmd(
     from ftpdet.api import train
 
     result = train(config, overrides=set_ or [], resume=resume, overwrite=overwrite)
-    typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
+    if rank() == 0:  # under torchrun every process returns; one line is enough
+        typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
 
 @app.command("distill")
@@ -115,7 +119,8 @@ def distill_cmd(
     from ftpdet.api import distill
 
     result = distill(config, teacher=teacher, method=method, overrides=set_ or [], resume=resume, overwrite=overwrite)
-    typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
+    if rank() == 0:
+        typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
 
 @app.command("eval")

@@ -19,3 +19,12 @@ class CheckpointError(FtpdetError):
 
 class TrainingError(FtpdetError):
     pass
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT / SIGTERM after writing a checkpoint of the step it reached. Not an error
+    of the user's: the CLI exits with 128 + the signal number, as a shell expects of a killed program."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = int(signum)

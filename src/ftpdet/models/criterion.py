@@ -19,6 +19,18 @@ from ftpdet.models.assigner import AssignResult, atss_assign
 from ftpdet.models.detector import Priors, flatten_levels
 
 
+def normaliser(x: torch.Tensor, minimum: float = 1.0) -> torch.Tensor:
+    """A loss normaliser (number of positives, sum of weights) that makes DDP match one process: the sum over
+    ranks, clamped at `minimum`, divided by the world size. DDP averages gradients over ranks, so each rank's
+    (local sum / this) averages to (global sum / max(global normaliser, minimum)), the single-process loss.
+    (Clamping each rank's mean instead, as GFL does, halves the loss whenever the clamp is active.)"""
+    if dist.is_available() and dist.is_initialized():
+        x = x.clone()
+        dist.all_reduce(x)
+        return x.clamp(min=minimum) / dist.get_world_size()
+    return x.clamp(min=minimum)
+
+
 def reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Average a scalar over DDP ranks (identity in a single process)."""
     if dist.is_available() and dist.is_initialized():
@@ -75,26 +87,23 @@ class GFLLoss:
         edges = flatten_levels(outputs["edge_logits"]).float()  # (B, N, 4 * (reg_max + 1))
         b, n, c = cls.shape
         pos = tg.pos
-        num_pos = reduce_mean(pos.sum().float()).clamp(min=1.0)
+        num_pos = normaliser(pos.sum().float())
 
+        # No branch on "any positives?": with none, every (P, ...) tensor below is empty, each loss is an exact
+        # 0 that keeps the graph (DDP needs a gradient for every parameter), and the normaliser, a collective
+        # under DDP, is called on every rank whether or not this rank has positives.
+        pts = priors.points[None].expand(b, n, 2)[pos]  # (P, 2)
+        strides = priors.strides[None].expand(b, n)[pos][:, None]  # (P, 1)
+        pred_box = distance2bbox(pts, integral(edges[pos]) * strides)  # (P, 4) pixels
+        gt_box = tg.boxes[pos]
         score = torch.zeros_like(cls)
-        if pos.any():
-            pts = priors.points[None].expand(b, n, 2)[pos]  # (P, 2)
-            strides = priors.strides[None].expand(b, n)[pos][:, None]  # (P, 1)
-            pred_dist = integral(edges[pos])  # (P, 4) stride units
-            pred_box = distance2bbox(pts, pred_dist * strides)  # (P, 4) pixels
-            gt_box = tg.boxes[pos]
-            iou = aligned_iou(pred_box.detach(), gt_box)
-            score[pos, tg.labels[pos]] = iou
-            weight = cls[pos].detach().sigmoid().max(1).values  # (P,)
-            weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)  # as GFL: at most a plain sum early on
-            loss_giou = (giou_loss(pred_box, gt_box) * weight).sum() / weight_sum
-            target_dist = bbox2distance(pts, gt_box) / strides  # (P, 4) stride units
-            target_dist = target_dist.clamp(0, self.reg_max - 0.01)
-            dfl = distribution_focal_loss(edges[pos].reshape(-1, self.reg_max + 1), target_dist.reshape(-1))
-            loss_dfl = (dfl.reshape(-1, 4).mean(1) * weight).sum() / weight_sum
-        else:  # keep the graph: DDP needs a gradient for every parameter
-            loss_giou = loss_dfl = edges.sum() * 0
+        score[pos, tg.labels[pos]] = aligned_iou(pred_box.detach(), gt_box)
+        weight = cls[pos].detach().sigmoid().amax(1)  # (P,)
+        weight_sum = normaliser(weight.sum())  # as GFL: at most a plain sum early on
+        loss_giou = (giou_loss(pred_box, gt_box) * weight).sum() / weight_sum
+        target_dist = (bbox2distance(pts, gt_box) / strides).clamp(0, self.reg_max - 0.01)  # (P, 4) stride units
+        dfl = distribution_focal_loss(edges[pos].reshape(-1, self.reg_max + 1), target_dist.reshape(-1))
+        loss_dfl = (dfl.reshape(-1, 4).mean(1) * weight).sum() / weight_sum
         loss_qfl = quality_focal_loss(cls, score, self.cfg.qfl_beta).sum() / num_pos
         return {"loss_qfl": loss_qfl, "loss_dfl": loss_dfl, "loss_giou": loss_giou}, tg
 
