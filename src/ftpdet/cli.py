@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
 
-from ftpdet.engine.distributed import rank
 from ftpdet.errors import FtpdetError, Interrupted
 
 app = typer.Typer(
@@ -28,6 +28,17 @@ bench_app = typer.Typer(help="Benchmarks: accuracy of every method over paired s
 app.add_typer(bench_app, name="bench")
 
 
+def is_rank_zero() -> bool:
+    """torchrun sets RANK; a plain process is rank 0. (Read from the environment: no torch import for --help.)"""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def ensure_writable(path: Path) -> Path:
+    from ftpdet.engine.checkpoint import ensure_writable as check
+
+    return check(path)
+
+
 def friendly(fn: Callable) -> Callable:
     """User-fixable errors become one line on stderr and exit code 2; no traceback."""
 
@@ -37,6 +48,9 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except FtpdetError as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as e:  # a file system refusal we did not foresee: still one line, naming the path
+            typer.echo(f"error: {e.filename or ''}: {e.strerror or e}", err=True)
             raise typer.Exit(2) from None
         except Interrupted as e:  # the trainer already said where it stopped and how to resume
             raise typer.Exit(128 + e.signum) from None
@@ -79,7 +93,7 @@ def data_stats(
     stats = dataset_stats(ann)
     typer.echo(format_stats(stats))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_writable(out)
         (out / "stats.json").write_text(json.dumps(stats, indent=2))
         typer.echo(f"saved {plot_stats(stats, out / 'stats.png')}")
 
@@ -101,7 +115,7 @@ def train_cmd(
     from ftpdet.api import train
 
     result = train(config, overrides=set_ or [], resume=resume, overwrite=overwrite)
-    if rank() == 0:  # under torchrun every process returns; one line is enough
+    if is_rank_zero():  # under torchrun every process returns; one line is enough
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
 
@@ -119,7 +133,7 @@ def distill_cmd(
     from ftpdet.api import distill
 
     result = distill(config, teacher=teacher, method=method, overrides=set_ or [], resume=resume, overwrite=overwrite)
-    if rank() == 0:
+    if is_rank_zero():
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
 
@@ -136,16 +150,17 @@ def eval_cmd(
     from ftpdet.api import evaluate_checkpoint
     from ftpdet.engine.evaluate import summarize
 
+    for target in (out, metrics_out):
+        if target is not None:
+            ensure_writable(target.parent)  # before the evaluation, not after it
     metrics, detections = evaluate_checkpoint(checkpoint, ann, images)
     typer.echo(summarize(metrics))
     typer.echo(json.dumps(metrics))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(detections))
         metrics_out = metrics_out or out.with_name(out.stem + "_metrics.json")
         typer.echo(f"saved {len(detections)} detections to {out}")
     if metrics_out is not None:
-        metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(json.dumps(metrics, indent=2))
         typer.echo(f"saved metrics to {metrics_out}")
 

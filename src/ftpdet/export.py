@@ -76,7 +76,7 @@ def export_onnx(
     import onnx
 
     from ftpdet import __version__
-    from ftpdet.engine.checkpoint import load_model
+    from ftpdet.engine.checkpoint import ensure_writable, load_model
 
     detector, cfg, cats = load_model(checkpoint)
     size = image_size or cfg.data.image_size
@@ -85,7 +85,7 @@ def export_onnx(
     out = Path(out)
     if out.suffix != ".onnx":
         raise FtpdetError(f"{out}: the output file must end in .onnx")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out.parent)
     example = torch.zeros(2 if dynamic_batch else 1, 3, size, size, dtype=torch.uint8)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
     with warnings.catch_warnings():

@@ -16,9 +16,22 @@ import torch
 
 from ftpdet.config import Config, config_from_dict
 from ftpdet.data.coco import Categories
-from ftpdet.errors import CheckpointError
+from ftpdet.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
+
+
+def ensure_writable(directory: str | Path) -> Path:
+    """Create `directory` and prove a file can be written there, before any work that would be lost."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{directory}: output directory is not writable ({e.strerror or e})") from None
+    return directory
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:

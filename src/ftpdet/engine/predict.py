@@ -11,6 +11,7 @@ from torchvision.utils import draw_bounding_boxes
 from ftpdet.config import EvalConfig
 from ftpdet.data.coco import decode_image
 from ftpdet.data.transforms import build_transforms, letterbox_scale, make_sample
+from ftpdet.engine.checkpoint import ensure_writable
 from ftpdet.errors import DatasetError
 from ftpdet.models.detector import model_device
 
@@ -47,7 +48,7 @@ def draw_detections(image: torch.Tensor, det: dict[str, torch.Tensor], class_nam
 
 
 def predict_files(model, paths: list[Path], out_dir: Path, image_size: int, cfg: EvalConfig, class_names: list[str]) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out_dir)
     written = []
     for path in paths:
         if not path.is_file():

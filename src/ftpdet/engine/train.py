@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from ftpdet.config import Config, TrainConfig
 from ftpdet.data.coco import Categories, CocoDetection, collate
 from ftpdet.distill import build_methods
 from ftpdet.distill.base import Distiller, load_teacher
-from ftpdet.engine.checkpoint import checkpoint_config, load_checkpoint, save_atomic, FORMAT_VERSION
+from ftpdet.engine.checkpoint import FORMAT_VERSION, checkpoint_config, ensure_writable, load_checkpoint, save_atomic
 from ftpdet.engine.evaluate import evaluate, summarize
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
 from ftpdet.models.criterion import GFLLoss
@@ -153,6 +154,8 @@ def train(
     if teacher is not None:
         method = method or cfg.distill.method
         cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"method": method})})
+    if os.environ.get("RANK", "0") == "0":  # rank 0 writes (torchrun sets RANK; the group is not joined yet)
+        ensure_writable(out)  # fail now, not after the first epoch's work
 
     torch.manual_seed(tc.seed)  # the seed fixes model init, data order and augmentation
     rank, world, device = dist.setup(resolve_device(tc.device))

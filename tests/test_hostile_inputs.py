@@ -1,0 +1,151 @@
+"""Bad input from the command line: one line naming the file or key and the problem, exit code 2, no traceback.
+
+Each case builds its broken input in a copy of the tiny dataset, runs one CLI command and checks the message.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from typer.testing import CliRunner
+
+from ftpdet.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def data(tiny_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    return root
+
+
+def train_args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "demo_student", "--set", f"data.root={root}", "--set", f"train.out_dir={out}",
+            "--set", "data.image_size=64", "--set", "train.epochs=1", "--set", "train.batch_size=8", *extra]
+
+
+def truncated_json(root, tmp):
+    ann = root / "annotations" / "instances_train.json"
+    ann.write_text(ann.read_text()[:200])
+    return train_args(root, tmp / "run"), "instances_train.json: not valid JSON"
+
+
+def json_of_the_wrong_shape(root, tmp):
+    ann = root / "annotations" / "instances_val.json"
+    ann.write_text(json.dumps([{"id": 1}]))
+    return train_args(root, tmp / "run"), "instances_val.json: expected a JSON object"
+
+
+def json_with_a_wrong_field(root, tmp):
+    ann = root / "annotations" / "instances_train.json"
+    data = json.loads(ann.read_text())
+    data["annotations"][3]["bbox"] = "10 10 5 5"
+    ann.write_text(json.dumps(data))
+    return train_args(root, tmp / "run"), "instances_train.json: annotations[3] bbox must be [x, y, width, height]"
+
+
+def an_image_that_is_not_an_image(root, tmp):
+    (root / "train" / "000002.png").write_text("this is not a PNG")
+    return train_args(root, tmp / "run"), "000002.png: cannot decode image"
+
+
+def a_zero_byte_image(root, tmp):
+    (root / "val" / "000001.png").write_bytes(b"")
+    return train_args(root, tmp / "run"), "000001.png: cannot decode image"
+
+
+def a_missing_image_dir(root, tmp):
+    shutil.rmtree(root / "val")
+    return train_args(root, tmp / "run"), f"{root / 'val'}: image directory not found"
+
+
+def a_config_with_a_typo(root, tmp):
+    cfg = tmp / "typo.yaml"
+    cfg.write_text("model:\n  backbone: resnet18\ntrain:\n  epohcs: 3\n")
+    return ["train", str(cfg)], "typo.yaml: unknown key 'train.epohcs' (did you mean 'epochs'?)"
+
+
+def a_config_with_a_wrong_type(root, tmp):
+    cfg = tmp / "type.yaml"
+    cfg.write_text("train:\n  lr: fast\n")
+    return ["train", str(cfg)], "type.yaml: 'train.lr': Input should be a valid number"
+
+
+def a_teacher_with_other_classes(root, tmp, teacher_ckpt=None):
+    ann = root / "annotations" / "instances_train.json"
+    data = json.loads(ann.read_text())
+    data["categories"][0]["name"] = "blob"  # same ids, another class
+    ann.write_text(json.dumps(data))
+    args = ["distill", "demo_student", "--teacher", str(teacher_ckpt)] + train_args(root, tmp / "run")[2:]
+    return args, "teacher.pt: teacher classes"
+
+
+def a_checkpoint_from_another_model(root, tmp):
+    other = tmp / "resnet.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), other)
+    return (["eval", str(other), "--ann", str(root / "annotations" / "instances_val.json"), "--images", str(root / "val")],
+            "resnet.pt: not an ftpdet checkpoint")
+
+
+def a_checkpoint_whose_weights_are_not_its_model(root, tmp, teacher_ckpt=None):
+    ckpt = torch.load(teacher_ckpt, weights_only=True)
+    ckpt["config"]["model"]["head_channels"] = 64  # the stored config now describes another model
+    bad = tmp / "swapped.pt"
+    torch.save(ckpt, bad)
+    return (["predict", str(bad), str(root / "val" / "000000.png"), "--out", str(tmp / "vis")],
+            "swapped.pt: weights do not match the stored model config")
+
+
+def an_onnx_path_that_does_not_exist(root, tmp):
+    return (["eval", str(tmp / "model.onnx"), "--ann", str(root / "annotations" / "instances_val.json"),
+             "--images", str(root / "val")], "model.onnx: ONNX model not found")
+
+
+def an_onnx_file_that_is_not_onnx(root, tmp):
+    bad = tmp / "broken.onnx"
+    bad.write_bytes(b"\x00garbage")
+    return (["predict", str(bad), str(root / "val" / "000000.png"), "--out", str(tmp / "vis")],
+            "broken.onnx: not a loadable ONNX model")
+
+
+def a_read_only_output_dir(root, tmp):
+    if os.geteuid() == 0:  # root writes through file permissions; sysfs refuses new entries even to root
+        target = Path("/sys/ftpdet-read-only-test")
+    else:
+        ro = tmp / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        target = ro / "run"
+    return train_args(root, target), "output directory is not writable"
+
+
+CASES = [truncated_json, json_of_the_wrong_shape, json_with_a_wrong_field, an_image_that_is_not_an_image,
+         a_zero_byte_image, a_missing_image_dir, a_config_with_a_typo, a_config_with_a_wrong_type,
+         a_teacher_with_other_classes, a_checkpoint_from_another_model, a_checkpoint_whose_weights_are_not_its_model,
+         an_onnx_path_that_does_not_exist, an_onnx_file_that_is_not_onnx, a_read_only_output_dir]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_bad_input_is_one_line_with_exit_code_2(case, data, tmp_path, teacher_ckpt):
+    tmp = tmp_path / "work"
+    tmp.mkdir()
+    needs_teacher = "teacher_ckpt" in case.__code__.co_varnames
+    if needs_teacher:
+        local = tmp / "teacher.pt"
+        shutil.copyfile(teacher_ckpt, local)
+        args, expected = case(data, tmp, teacher_ckpt=local)
+    else:
+        args, expected = case(data, tmp)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    lines = [ln for ln in res.output.splitlines() if ln.strip() and not ln.startswith("Warning")]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("error: ") and expected in lines[0], res.output
+    assert "Traceback" not in res.output
+    assert not (tmp / "run" / "last.pt").exists()  # nothing half-trained was left behind
