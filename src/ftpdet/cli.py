@@ -28,6 +28,18 @@ bench_app = typer.Typer(help="Benchmarks: accuracy of every method over paired s
 app.add_typer(bench_app, name="bench")
 
 
+# FTPDET_SMOKE=1 shrinks every schedule to seconds (tiny datasets, 1 epoch, 64 px, the smoke benchmark preset) so
+# a test can run each command of the README and the tutorial as written; never set it for real work.
+SMOKE = os.environ.get("FTPDET_SMOKE") == "1"
+SMOKE_OVERRIDES = ["train.epochs=1", "train.batch_size=8", "train.warmup_steps=2", "train.log_every=1",
+                   "train.eval_every=1", "data.image_size=64"]
+
+
+def smoke_note(what: str) -> None:
+    if SMOKE:
+        typer.echo(f"FTPDET_SMOKE=1: {what} shrunk to a smoke test (not a result)", err=True)
+
+
 def is_rank_zero() -> bool:
     """torchrun sets RANK; a plain process is rank 0. (Read from the environment: no torch import for --help.)"""
     return os.environ.get("RANK", "0") == "0"
@@ -72,6 +84,10 @@ def data_synth(
     """Write the built-in shapes dataset in COCO format."""
     from ftpdet.data.synth import synthesize
 
+    if SMOKE:
+        smoke_note("dataset")
+        num_train, num_val, image_size = min(num_train, 24), min(num_val, 8), 64
+
     try:
         synthesize(out, seed=seed, num_train=num_train, num_val=num_val, image_size=image_size, num_classes=classes,
                    min_object_size=min_object_size)
@@ -114,7 +130,8 @@ def train_cmd(
     """Train a GFL detector; writes last.pt, best.pt, metrics.jsonl, curves.png and eval.json."""
     from ftpdet.api import train
 
-    result = train(config, overrides=set_ or [], resume=resume, overwrite=overwrite)
+    smoke_note("training schedule")
+    result = train(config, overrides=(set_ or []) + (SMOKE_OVERRIDES if SMOKE else []), resume=resume, overwrite=overwrite)
     if is_rank_zero():  # under torchrun every process returns; one line is enough
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
@@ -132,7 +149,9 @@ def distill_cmd(
     """Distil a student from a teacher; same outputs as train (the checkpoint holds the student only)."""
     from ftpdet.api import distill
 
-    result = distill(config, teacher=teacher, method=method, overrides=set_ or [], resume=resume, overwrite=overwrite)
+    smoke_note("training schedule")
+    result = distill(config, teacher=teacher, method=method, overrides=(set_ or []) + (SMOKE_OVERRIDES if SMOKE else []),
+                     resume=resume, overwrite=overwrite)
     if is_rank_zero():
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
@@ -234,6 +253,9 @@ def bench_accuracy(
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    if SMOKE:
+        smoke_note(f"benchmark preset {preset}")
+        preset, seeds = "smoke", None
     out = out or Path("runs/bench") / preset
     bench = AccuracyBench(PRESETS[preset].with_seeds(seeds), out, data=data, teacher_config=teacher_config,
                           hetero_teacher_config=hetero_teacher_config, student_config=student_config)
@@ -251,6 +273,8 @@ def bench_speed(
     iters: Annotated[int, typer.Option(min=1, help="Iterations per round and step kind.")] = 10,
     rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds; the median round counts.")] = 5,
     out: Annotated[Path, typer.Option(help="Where speed.json goes.")] = Path("runs/bench/speed"),
+    teacher: Annotated[Optional[Path], typer.Option(help="Trained teacher checkpoint (default: random weights).")] = None,
+    student: Annotated[Optional[Path], typer.Option(help="Trained student checkpoint, for realistic inference.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md.")] = None,
 ) -> None:
     """Per-iteration time of each method's distillation step over the floor (student step + teacher forward),
@@ -261,7 +285,10 @@ def bench_speed(
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
-    path = run_speed(PRESETS[preset], out, iters=iters, rounds=rounds)
+    if SMOKE:
+        smoke_note("speed benchmark")
+        preset, iters, rounds = "smoke", 1, 1
+    path = run_speed(PRESETS[preset], out, iters=iters, rounds=rounds, teacher=teacher, student=student)
     typer.echo(f"results: {path}")
     if report is not None:
         typer.echo(f"published: {publish(path, report, 'speed.json')}")
@@ -289,7 +316,8 @@ def demo_cmd(
     """Built-in dataset -> teacher -> small student -> side-by-side table, plots and predictions."""
     from ftpdet.demo import run_demo
 
-    run_demo(out, quick=quick)
+    smoke_note("demo")
+    run_demo(out, quick=quick or SMOKE)
 
 
 def main() -> None:

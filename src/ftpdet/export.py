@@ -73,12 +73,30 @@ def export_onnx(
     opset: int = 18,
 ) -> Path:
     """Write the checkpoint's detector as ONNX; returns the path. The checkpoint is read with weights_only."""
+    from ftpdet.engine.checkpoint import load_model
+
+    detector, cfg, cats = load_model(checkpoint)
+    return export_model(detector, cfg, cats, out, image_size, dynamic_batch, nms, opset, source=Path(checkpoint).name)
+
+
+def export_model(
+    detector: nn.Module,
+    cfg: Config,
+    cats: Categories,
+    out: str | Path,
+    image_size: int | None = None,
+    dynamic_batch: bool = False,
+    nms: bool = False,
+    opset: int = 18,
+    source: str = "",
+) -> Path:
+    """export_onnx for a detector in memory (with the config and categories it was built for)."""
     import onnx
 
     from ftpdet import __version__
-    from ftpdet.engine.checkpoint import ensure_writable, load_model
+    from ftpdet.engine.checkpoint import ensure_writable
 
-    detector, cfg, cats = load_model(checkpoint)
+    detector = detector.eval()
     size = image_size or cfg.data.image_size
     if size % max(cfg.model.strides) != 0:
         raise FtpdetError(f"--image-size {size}: must be a multiple of the largest stride {max(cfg.model.strides)}")
@@ -104,7 +122,7 @@ def export_onnx(
         "image_size": str(size),
         "preprocessing": PREPROCESSING,
         "nms_in_graph": str(nms).lower(),
-        "source_checkpoint": Path(checkpoint).name,
+        "source_checkpoint": source,
     }
     for k, v in meta.items():
         entry = model.metadata_props.add()

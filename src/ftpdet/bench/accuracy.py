@@ -230,13 +230,14 @@ class AccuracyBench:
             self.teacher_records[role] = record
         return run_dir / "last.pt", key
 
-    def run(self, spec: RunSpec) -> dict:
-        """Run one cell; returns its record (shared with any other cell of the same key)."""
+    def run(self, spec: RunSpec) -> tuple[dict, str]:
+        """Run one cell; returns its record (shared with any other cell of the same key) and how it was obtained:
+        trained, reused (finished in an earlier invocation) or shared (an earlier cell of this one had its key)."""
         cfg = self.config("student", spec.seed, spec.overrides)
         teacher_ckpt, teacher_key = self.teacher(spec.teacher) if spec.teacher else (None, None)
         key = run_key(cfg, spec.method, teacher_key, self.data_fp)
         if key in self.records:
-            return self.records[key]
+            return self.records[key], "shared"
         name = (spec.method or "student").replace("+", "_")
         run_dir = self.out / "runs" / f"{name}-s{spec.seed}-{key}"
         record = self._train(cfg, key, run_dir, teacher_ckpt, spec.method)
@@ -244,7 +245,7 @@ class AccuracyBench:
                    "teacher": spec.teacher, "teacher_config": self.configs[spec.teacher] if spec.teacher else None,
                    "student_config": self.configs["student"]}
         self.records[key] = record
-        return record
+        return record, "reused" if record.pop("reused", False) else "trained"
 
     def __call__(self) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -257,8 +258,8 @@ class AccuracyBench:
         for i, spec in enumerate(specs, 1):
             where = f"[{i}/{len(specs)}] {spec.table}: {spec.label}, seed {spec.seed}"
             print(f"\n== {where}" + (f", teacher {spec.teacher}" if spec.teacher else ""))
-            record = self.run(spec)
-            note = "reused" if record.get("reused") else f"{record['wall_seconds']:.0f} s"
+            record, how = self.run(spec)
+            note = {"trained": f"{record['wall_seconds']:.0f} s", "reused": "reused", "shared": "same run as above"}[how]
             outcome = f"AP {record['AP']:.2f}" if record["status"] == "done" else f"FAILED: {record['error']}"
             print(f"   {outcome} ({note}; {(time.perf_counter() - t0) / 60:.1f} min so far)")
             rows = tables.setdefault(spec.table, [])
@@ -290,7 +291,7 @@ class AccuracyBench:
             "commit": git_commit(),
             "student_params_m": round(self.params_m(self.config("student", 0)), 3),
             "teachers": self.teacher_records,
-            "records": [{k: v for k, v in r.items() if k != "reused"} for r in records],
+            "records": records,
             "tables": tables,
         }
 

@@ -19,15 +19,20 @@ from typing import Any, Callable
 import torch
 
 from ftpdet.bench.presets import MAIN_METHODS, Preset
-from ftpdet.config import Config, load_config
+from ftpdet.config import Config, apply_overrides, config_from_dict, load_config
 from ftpdet.data.coco import CocoDetection, collate
 from ftpdet.demo import machine_description
 from ftpdet.distill import build_methods
 from ftpdet.distill.base import Distiller, freeze
 from ftpdet.engine.checkpoint import load_model
 from ftpdet.engine.train import build_optimizer
+from ftpdet.export import OnnxDetector, export_model
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector
+
+
+# FTPD's default (PD at tower layer 0) is in the methods; these show what the place of PD costs.
+FTPD_POSITIONS = (("output", "the student's outputs"), ("1", "tower layer 1"))
 
 
 def _time(fn: Callable[[], Any], iters: int) -> float:
@@ -38,13 +43,13 @@ def _time(fn: Callable[[], Any], iters: int) -> float:
     return 1000 * (time.perf_counter() - t) / iters
 
 
-def _models(cfg_t: Config, cfg_s: Config, num_classes: int, teacher: Path | None, student: Path | None):
-    """Teacher and student: trained checkpoints when given (realistic detection counts for inference), else
-    random initialisation (enough for training-step cost, which does not depend on the weights' values)."""
-    torch.manual_seed(0)
-    t = load_model(teacher)[0] if teacher else build_detector(cfg_t.model, num_classes)
-    s = load_model(student)[0] if student else build_detector(cfg_s.model, num_classes)
-    return freeze(t), s
+def _model(cfg: Config, num_classes: int, checkpoint: Path | None):
+    """A trained checkpoint when given (realistic detection counts for inference; its own config), else a
+    random initialisation of cfg's model (enough for training-step cost, which does not depend on weight values)."""
+    if checkpoint is None:
+        return build_detector(cfg.model, num_classes), cfg
+    model, stored, _ = load_model(checkpoint)
+    return model, cfg.model_copy(update={"model": stored.model})
 
 
 def run_speed(
@@ -73,7 +78,10 @@ def run_speed(
         raise ValueError(f"batch size {bs} exceeds the {len(ds)} speed-benchmark images")
     amp_on = cfg_s.train.amp == "bf16"
     amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_on)  # noqa: E731
-    t_model, s_model = _models(cfg_t, cfg_s, ds.num_classes, teacher, student)
+    torch.manual_seed(0)
+    t_model, cfg_t = _model(cfg_t, ds.num_classes, teacher)
+    s_model, cfg_s = _model(cfg_s, ds.num_classes, student)
+    freeze(t_model)
     criterion = GFLLoss(cfg_s.loss, ds.num_classes, cfg_s.model.reg_max, cfg_s.model.atss_topk, cfg_s.model.atss_fallback)
     weights = criterion.weights
     cursor = {"i": 0}
@@ -107,9 +115,14 @@ def run_speed(
             t_model(next_batch()[0])
 
     kinds: dict[str, Callable[[], None]] = {"student step": make_step(s_model, None), "teacher forward": teacher_forward}
-    for name in methods:
-        d = Distiller(s_model, t_model, build_methods(name, cfg_s.distill, s_model, t_model), criterion).train()
-        kinds[name] = make_step(d, d)
+    variants = [(name, name, []) for name in methods] + [
+        (f"ftpd, PD at {where}", "ftpd", [f"distill.ftpd.pd.position={pos}"]) for pos, where in FTPD_POSITIONS
+        if pos == "output" or int(pos) <= min(s_model.head.num_convs, t_model.head.num_convs)
+    ]
+    for label, spec, overrides in variants:
+        distill_cfg = config_from_dict(apply_overrides(cfg_s.model_dump(), overrides)).distill
+        d = Distiller(s_model, t_model, build_methods(spec, distill_cfg, s_model, t_model), criterion).train()
+        kinds[label] = make_step(d, d)
     s_model.train()
     for fn in kinds.values():  # warm-up: allocator, autocast caches, oneDNN kernels
         fn()
@@ -126,10 +139,13 @@ def run_speed(
     images = batches[0][0]
     for role, model, cfg in (("teacher", t_model, cfg_t), ("student", s_model, cfg_s)):
         model.eval()
-        model.predict(images, cfg.eval)
-        per_batch = statistics.median(_time(lambda: model.predict(images, cfg.eval), max(2, iters // 2)) for _ in range(rounds))
-        inference.append({"model": f"{role} ({cfg.model.backbone})", "runtime": "PyTorch (float32)",
-                          "images_per_s": 1000 * len(images) / per_batch})
+        onnx_path = export_model(model, cfg, ds.categories, out / f"{role}.onnx", dynamic_batch=True)
+        for runtime, det in (("PyTorch (float32)", model), ("ONNX Runtime (float32)", OnnxDetector(onnx_path))):
+            det.predict(images, cfg.eval)  # warm-up
+            per_batch = statistics.median(_time(lambda: det.predict(images, cfg.eval), max(2, iters // 2))
+                                          for _ in range(rounds))
+            inference.append({"model": f"{role} ({cfg.model.backbone})", "runtime": runtime,
+                              "images_per_s": 1000 * len(images) / per_batch})
 
     result = {
         "command": command or f"ftpdet bench speed --preset {preset.name} --iters {iters} --rounds {rounds}",

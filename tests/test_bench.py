@@ -1,0 +1,154 @@
+"""The accuracy and speed benchmarks: the smoke preset end to end, reuse and resume, reproducibility, the report."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ftpdet.bench.accuracy import AccuracyBench, plan_runs
+from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
+from ftpdet.bench.report import Results, closure, paired, write_report
+from ftpdet.cli import app
+from ftpdet.data.coco import CocoDetection
+from ftpdet.engine.train import train
+from tests.conftest import tiny_config
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_plan_covers_every_table_and_seed():
+    specs = plan_runs(PRESETS["quick"], student_convs=1, teacher_convs=2)
+    main = [s for s in specs if s.table == "main"]
+    assert len(main) == 3 * (1 + len(MAIN_METHODS))
+    assert {s.seed for s in main} == {0, 1, 2}
+    extra = [s for s in specs if s.table != "main"]
+    assert {s.seed for s in extra} == {0}
+    assert [s.label for s in specs if s.table == "position"] == ["output", "0", "1"]
+    assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
+    assert {s.method for s in specs if s.table == "hetero"} == {None, "kd", "ld", "bckd", "ftpd"}
+    assert all(s.teacher == "hetero" for s in specs if s.table == "hetero" and s.method)
+
+
+def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
+    out, output = smoke
+    results = json.loads((out / "results.json").read_text())
+    res = Results(results)
+    for table in ("main", "ablation", "position", "tau", "hetero"):
+        assert res.rows(table), table
+    assert [r["label"] for r in res.rows("main")] == ["student", *MAIN_METHODS]
+    for record in results["records"]:
+        assert record["status"] == "done", record
+        for key in ("method", "seed", "AP", "AP50", "AP75", "APs", "APm", "APl", "train_seconds", "step_time_ratio"):
+            assert key in record, key
+    # Shared cells are trained once: FTPD's defaults are the main row, the ablation's full row, PD position 0 and
+    # the tau table's FTPD row; the plain student serves both pairs.
+    ftpd_key = res.row("main", "ftpd")["keys"][0]
+    assert res.row("ablation", "PD + DLT + CTF (FTPD)")["keys"] == [ftpd_key] == res.row("position", "0")["keys"]
+    assert res.row("hetero", "student")["keys"] == res.row("main", "student")["keys"]
+    assert res.row("hetero", "ftpd")["keys"] != [ftpd_key]  # another teacher, another run
+    assert len({r["key"] for r in results["records"]}) == len(results["records"])
+    assert set(results["teachers"]) == {"main", "hetero"}
+    assert results["teachers"]["main"]["backbone"] != results["teachers"]["hetero"]["backbone"]
+    report = (out / "benchmarks.md").read_text()
+    for heading in ("### Main comparison", "### FTPD against each baseline", "### FTPD ablation", "### Where PD distils",
+                    "### LD's temperature", "### Heterogeneous pair", "### Targets"):
+        assert heading in report, heading
+    for png in ("bars.png", "curves.png", "tau.png"):
+        assert (out / "benchmarks" / png).stat().st_size > 5000, png
+
+
+def test_rerun_reuses_everything_and_a_lost_run_is_retrained_identically(smoke, tmp_path):
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = json.loads((copy / "results.json").read_text())
+    victim = next(r for r in before["records"] if r["method"] == "ftpd")
+    run_dir = copy / "runs" / victim["run_dir"].split("/runs/")[-1]
+    (run_dir / "record.json").unlink()  # as if the benchmark was killed while this run was training
+    (run_dir / "last.pt").unlink()
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("ftpdet distill (ftpd)") == 1  # the one lost run trained again, nothing else
+    assert "ftpdet train:" not in res.output and res.output.count("(reused;") > 15
+    after = {r["key"]: r for r in json.loads((copy / "results.json").read_text())["records"]}
+    for key in ("AP", "AP50", "AP75"):
+        assert after[victim["key"]][key] == victim[key]  # a run is a function of its key: same seed, same result
+
+
+def test_report_is_regenerated_from_the_json_alone(smoke, tmp_path):
+    out, _ = smoke
+    report = tmp_path / "docs" / "benchmarks.md"
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(out), "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    first = report.read_text()
+    assert (tmp_path / "docs" / "benchmarks" / "accuracy.json").is_file()
+    res = runner.invoke(app, ["bench", "report", str(report)])
+    assert res.exit_code == 0, res.output
+    assert report.read_text() == first
+
+
+def test_paired_differences_and_gap_closure():
+    method = {0: 10.0, 1: 12.0, 2: 11.0}
+    base = {0: 8.0, 1: 9.0, 2: 9.0}
+    assert paired(method, base) == [2.0, 3.0, 2.0]
+    # mean gain 7/3 over a gap of 20 - 26/3 = 34/3
+    assert closure(method, base, 20.0) == pytest.approx((7 / 3) / (34 / 3))
+    assert closure(method, {}, 20.0) is None and closure(method, base, None) is None
+    assert paired({0: 1.0, 3: 2.0}, {0: 0.5}) == [0.5]  # only seeds both have
+
+
+def test_seeds_are_paired_distillation_sees_the_plain_runs_augmentations(tiny_data, teacher_ckpt, tmp_path, monkeypatch):
+    """Building the teacher and a method's adapters must not shift the augmentation stream of the same seed."""
+    seen: list[list[float]] = []
+    original = CocoDetection.__getitem__
+
+    def recording(self, index):
+        image, target = original(self, index)
+        if self.transform is not None and len(self) == 16:  # the training set
+            seen[-1].append(float(image.float().mean()) + float(target["boxes"].sum()))
+        return image, target
+
+    monkeypatch.setattr(CocoDetection, "__getitem__", recording)
+    for method in (None, "ftpd+pkd"):  # ftpd+pkd builds 1x1 adapters (student 32 ch, teacher 48 ch)
+        seen.append([])
+        cfg = tiny_config(tiny_data, tmp_path / str(method), "train.epochs=1")
+        train(cfg, teacher=teacher_ckpt if method else None, method=method, progress=False)
+    assert len(seen[0]) == 16 and seen[0] == seen[1]
+
+
+def test_bad_preset_and_bad_data_are_one_line(tmp_path):
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "huge", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--preset must be one of smoke, quick, full" in res.output
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "annotations/instances_train.json: not found; --data expects" in res.output
+
+
+def test_user_data_runs_the_same_comparison(tiny_data, tmp_path):
+    bench = AccuracyBench(PRESETS["smoke"], tmp_path / "b", data=tiny_data, progress=False)
+    results = bench()
+    assert results["data"]["builtin"] is False and results["data"]["root"] == str(tiny_data)
+    assert {r["method"] for r in results["records"]} >= {"student", *BASELINES, "ftpd"}
+
+
+def test_speed_benchmark_measures_every_method_against_the_floor(tmp_path):
+    from ftpdet.bench.speed import run_speed
+
+    path = run_speed(PRESETS["smoke"], tmp_path, iters=1, rounds=1)
+    speed = json.loads(path.read_text())
+    floor = speed["ms"]["student step"] + speed["ms"]["teacher forward"]
+    for name in MAIN_METHODS:
+        assert speed["ratios"][name] == pytest.approx(speed["ms"][name] / floor, rel=1e-2)
+    assert {"ftpd, PD at the student's outputs", "ftpd, PD at tower layer 1"} <= set(speed["ratios"])
+    runtimes = {(r["model"].split()[0], r["runtime"].split()[0]) for r in speed["inference"]}
+    assert runtimes == {("teacher", "PyTorch"), ("teacher", "ONNX"), ("student", "PyTorch"), ("student", "ONNX")}
+    assert all(r["images_per_s"] > 0 for r in speed["inference"])
