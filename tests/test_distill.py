@@ -199,3 +199,12 @@ def test_method_names_are_checked():
         parse_method("ftpd+fitnet")
     with pytest.raises(ConfigError, match="listed twice"):
         parse_method("ld+ld")
+
+
+def test_the_api_function_survives_importing_the_methods_package():
+    import ftpdet
+    import ftpdet.distill.ftpd  # noqa: F401 - the import system would set the package as ftpdet.distill
+    import ftpdet.export  # noqa: F401 - and the module as ftpdet.export
+
+    assert callable(ftpdet.distill) and ftpdet.distill.__module__ == "ftpdet.api"
+    assert callable(ftpdet.export) and ftpdet.export.__module__ == "ftpdet.api"

@@ -14,6 +14,7 @@ augmentation (engine/train.py), so methods are compared per seed.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import platform
 import re
@@ -25,7 +26,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import ftpdet.distill as distill_pkg
 from ftpdet.distill import parse_method
 from ftpdet.bench.presets import ABLATION, BASELINES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, Preset
 from ftpdet.config import Config, load_config
@@ -95,7 +95,7 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
 def code_fingerprint(method: str) -> str:
     """The source of the method's modules in ftpdet/distill and of the distill modules they import: changing
     a method's code invalidates its runs (and only its runs), so a reused result comes from the checked-out code."""
-    folder = Path(distill_pkg.__file__).parent
+    folder = Path(importlib.import_module("ftpdet.distill").__file__).parent
     todo = [*parse_method(method), "base"]
     seen: set[str] = set()
     h = hashlib.sha256()
