@@ -49,3 +49,19 @@ def test_other_files_are_refused(tmp_path):
     torch.save({"state_dict": {}}, other)
     with pytest.raises(CheckpointError, match="not an ftpdet checkpoint"):
         ck.load_checkpoint(other)
+
+
+def test_checkpoint_metadata_is_plain_data(teacher_ckpt):
+    """Config, classes, version and method are numbers, strings, lists and dicts: nothing to unpickle but data."""
+    ckpt = ck.load_checkpoint(teacher_ckpt)
+
+    def plain(x):
+        if isinstance(x, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in x.items())
+        if isinstance(x, (list, tuple)):
+            return all(plain(v) for v in x)
+        return x is None or isinstance(x, (str, int, float, bool, torch.Tensor))
+
+    for key in ("config", "categories", "version", "method", "teacher", "history", "best_ap", "epoch", "step"):
+        assert plain(ckpt[key]), key
+    assert isinstance(ckpt["config"]["model"]["backbone"], str) and ckpt["version"] == ck.FORMAT_VERSION

@@ -149,3 +149,41 @@ def test_bad_input_is_one_line_with_exit_code_2(case, data, tmp_path, teacher_ck
     assert lines[0].startswith("error: ") and expected in lines[0], res.output
     assert "Traceback" not in res.output
     assert not (tmp / "run" / "last.pt").exists()  # nothing half-trained was left behind
+
+
+class _Payload:
+    """Unpickling this runs `touch MARKER`: a checkpoint that carries code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("use", ["eval", "teacher", "backbone_weights", "resume"])
+def test_a_checkpoint_carrying_code_is_refused_and_never_run(use, data, tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    with evil.open("wb") as f:
+        pickle.dump({"model": _Payload(marker), "config": {}, "categories": {}}, f)
+    out = tmp_path / "run"
+    if use == "eval":
+        args = ["eval", str(evil), "--ann", str(data / "annotations" / "instances_val.json"), "--images", str(data / "val")]
+    elif use == "teacher":
+        args = ["distill", "demo_student", "--teacher", str(evil)] + train_args(data, out)[2:]
+    elif use == "backbone_weights":
+        args = train_args(data, out, "--set", f"model.backbone_weights={evil}")
+    else:  # a last.pt swapped for a malicious file, then --resume
+        out.mkdir()
+        shutil.copyfile(evil, out / "last.pt")
+        args = train_args(data, out, "--resume")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert ("evil.pt" in lines[0]) or ("last.pt" in lines[0]), res.output
+    assert "refused by weights_only loading" in lines[0] and "weights_only=False" not in lines[0], res.output
+    assert not marker.exists()  # the payload never ran

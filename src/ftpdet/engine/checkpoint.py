@@ -53,16 +53,25 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def safe_load(path: Path, what: str) -> Any:
+    """torch.load with weights_only=True, every failure as one CheckpointError line naming the file. A file
+    holding pickled code fails here, before anything in it runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every failure mode here is "not safe, plain data"
+        text = str(e)
+        # torch's message suggests weights_only=False; we never do that. Keep only the reason it refused.
+        reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+        reason = next((ln.strip() for ln in reason.splitlines() if ln.strip()), type(e).__name__)
+        raise CheckpointError(f"{path}: not a loadable {what} (refused by weights_only loading: {reason})") from None
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load safely. A file holding pickled code (or anything but plain data) is refused."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every failure mode here is "not a safe ftpdet checkpoint"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a loadable ftpdet checkpoint (refused by weights_only loading: {first})") from None
+    ckpt = safe_load(path, "ftpdet checkpoint")
     if not isinstance(ckpt, dict) or not {"model", "config", "categories"} <= set(ckpt):
         raise CheckpointError(f"{path}: not an ftpdet checkpoint (expected keys model, config, categories)")
     return ckpt

@@ -63,10 +63,9 @@ def _load_weights(model: nn.Module, weights: str, name: str) -> None:
     path = Path(weights)
     if not path.is_file():
         raise ConfigError(f"{weights}: backbone weights file not found (or use torchvision:<WEIGHTS_NAME>)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is the same user-facing problem
-        raise CheckpointError(f"{path}: cannot load backbone weights safely ({type(e).__name__}: {e})") from None
+    from ftpdet.engine.checkpoint import safe_load  # local: models do not depend on the engine at import time
+
+    state = safe_load(path, "backbone weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
