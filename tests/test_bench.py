@@ -140,11 +140,15 @@ def test_user_data_runs_the_same_comparison(tiny_data, tmp_path):
     assert {r["method"] for r in results["records"]} >= {"student", *BASELINES, "ftpd"}
 
 
-def test_speed_benchmark_measures_every_method_against_the_floor(tmp_path):
+def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path):
+    from ftpdet.bench.accuracy import trained_pair
     from ftpdet.bench.speed import run_speed
 
-    path = run_speed(PRESETS["smoke"], tmp_path, iters=1, rounds=1)
+    teacher, student = trained_pair(smoke[0])  # the smoke benchmark's trained teacher and seed-0 student
+    assert teacher.is_file() and student.is_file()
+    path = run_speed(PRESETS["smoke"], tmp_path, iters=1, rounds=1, teacher=teacher, student=student)
     speed = json.loads(path.read_text())
+    assert speed["trained_weights"] is True
     floor = speed["ms"]["student step"] + speed["ms"]["teacher forward"]
     for name in MAIN_METHODS:
         assert speed["ratios"][name] == pytest.approx(speed["ms"][name] / floor, rel=1e-2)

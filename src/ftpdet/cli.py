@@ -275,6 +275,8 @@ def bench_speed(
     out: Annotated[Path, typer.Option(help="Where speed.json goes.")] = Path("runs/bench/speed"),
     teacher: Annotated[Optional[Path], typer.Option(help="Trained teacher checkpoint (default: random weights).")] = None,
     student: Annotated[Optional[Path], typer.Option(help="Trained student checkpoint, for realistic inference.")] = None,
+    from_bench: Annotated[Optional[Path], typer.Option(help="Take --teacher and --student from an accuracy benchmark's "
+                                                       "directory (its main teacher, its seed-0 plain student).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md.")] = None,
 ) -> None:
     """Per-iteration time of each method's distillation step over the floor (student step + teacher forward),
@@ -285,6 +287,10 @@ def bench_speed(
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    if from_bench is not None:
+        from ftpdet.bench.accuracy import trained_pair
+
+        teacher, student = trained_pair(from_bench)
     if SMOKE:
         smoke_note("speed benchmark")
         preset, iters, rounds = "smoke", 1, 1

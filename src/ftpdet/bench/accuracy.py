@@ -322,3 +322,16 @@ class AccuracyBench:
         return results
 
 
+
+
+def trained_pair(bench_dir: str | Path) -> tuple[Path, Path]:
+    """(main teacher, seed-0 plain student) checkpoints of a finished accuracy benchmark, for `bench speed`."""
+    path = Path(bench_dir) / "results.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; run `ftpdet bench accuracy --out {bench_dir}` first")
+    results = json.loads(path.read_text())
+    student = next((r for r in results["records"] if r.get("method") == "student" and r.get("seed") == 0
+                    and r["status"] == "done"), None)
+    if "main" not in results["teachers"] or student is None:
+        raise DatasetError(f"{path}: holds no finished main teacher and seed-0 student yet")
+    return Path(results["teachers"]["main"]["run_dir"]) / "last.pt", Path(student["run_dir"]) / "last.pt"
