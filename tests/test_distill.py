@@ -208,3 +208,41 @@ def test_the_api_function_survives_importing_the_methods_package():
 
     assert callable(ftpdet.distill) and ftpdet.distill.__module__ == "ftpdet.api"
     assert callable(ftpdet.export) and ftpdet.export.__module__ == "ftpdet.api"
+
+
+@pytest.mark.parametrize("spec", ALL_METHODS)
+def test_a_batch_without_objects_gives_finite_terms_and_a_gradient_for_every_parameter(teacher_ckpt, batch, spec):
+    """DDP needs a gradient for every parameter on every rank, also where a rank's images hold no object."""
+    images, targets = batch
+    empty = [{**t, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)} for t in targets]
+    teacher = teacher_model(teacher_ckpt)
+    torch.manual_seed(0)
+    student = build_detector(ModelConfig(backbone="mobilenet_v3_small", width_mult=0.5, fpn_channels=32,
+                                         head_channels=32, num_convs=1), teacher.num_classes)
+    d = make_distiller(teacher, student, spec).train()
+    gfl, terms = d(images, empty)
+    loss = sum(gfl.values()) + sum(terms.values())
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in d.parameters() if p.requires_grad)
+
+
+def test_ld_class_kd_is_averaged_over_classes(teacher_ckpt, batch):
+    """LD's class term follows its repository (mean over classes): 1/C of the summed KL, not C times more."""
+    from ftpdet.distill.functional import edge_kl, normalised
+
+    images, targets = batch
+    teacher = teacher_model(teacher_ckpt)
+    torch.manual_seed(1)
+    student = build_detector(teacher.cfg, teacher.num_classes)
+    d = make_distiller(teacher, student, "ld").eval()
+    with torch.no_grad():
+        _, terms = d(images, targets)
+        s_out, t_out = student(images), teacher(images)
+        from ftpdet.models.detector import flatten_levels
+
+        s_cls, t_cls = flatten_levels(s_out["cls_logits"]), flatten_levels(t_out["cls_logits"])
+        _, tg = d.criterion(s_out, student.priors(s_out), targets)
+        summed = edge_kl(s_cls[tg.pos], t_cls[tg.pos], 2.0).sum()
+    expected = 10.0 * normalised(summed, tg.pos.sum().float()) / teacher.num_classes
+    assert terms["distill_ld_cls"].item() == pytest.approx(expected.item(), rel=1e-4)

@@ -40,7 +40,8 @@ def split_edges(edges: torch.Tensor) -> torch.Tensor:
 
 
 def normalised(total: torch.Tensor, weight_sum: torch.Tensor) -> torch.Tensor:
-    """Divide by a weight sum averaged over DDP ranks and clamped at 1 (as GFL normalises its box losses)."""
-    from ftpdet.models.criterion import reduce_mean
+    """Divide by a weight sum as GFL normalises its box losses: at least 1, and under DDP the global sum
+    (models.criterion.normaliser), so two processes give one process's loss. Every rank must call it."""
+    from ftpdet.models.criterion import normaliser
 
-    return total / reduce_mean(weight_sum.detach()).clamp(min=1.0)
+    return total / normaliser(weight_sum.detach())

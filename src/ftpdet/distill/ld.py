@@ -6,7 +6,8 @@ tau = 10, averaged over the 4 edges of a location:
   weights its box losses), normalised by the weight sum; weight 0.25.
 - valuable localization region (VLR): non-positive locations whose anchor box has
   0.25 t <= DIoU(anchor, gt) < t for some gt, t = that gt's ATSS threshold; same KL, uniform weights; 0.25.
-- class KD at positives: KL between softmax(z_t / 2) and softmax(z_s / 2) over classes, times 4; weight 10.
+- class KD at positives: KL between softmax(z_t / 2) and softmax(z_s / 2), averaged over the classes, times 4;
+  weight 10.
 """
 
 from __future__ import annotations
@@ -47,15 +48,9 @@ class LD(nn.Module):
         self.cfg = cfg
 
     def forward(self, ctx: StepContext) -> dict:
+        # No early return when a batch has no positives: every (P, ...) tensor is then empty and each term an exact
+        # 0 that keeps the graph, and the normalisers (collectives under DDP) run on every rank.
         cfg, pos = self.cfg, ctx.targets.pos
-        if not pos.any():
-            zero = zero_like_graph(ctx.s_edges, ctx.s_cls)
-            terms = {"distill_ld": zero}
-            if cfg.vlr:
-                terms["distill_ld_vlr"] = zero
-            if cfg.cls_kd:
-                terms["distill_ld_cls"] = zero
-            return terms
         w = ctx.s_cls.detach().sigmoid().amax(-1)[pos]  # (P,)
         kl = location_kl(ctx.s_edges[pos], ctx.t_edges[pos], cfg.temperature)
         terms = {"distill_ld": cfg.weight * normalised((kl * w).sum(), w.sum())}
@@ -65,7 +60,10 @@ class LD(nn.Module):
             count = region.sum().float()
             terms["distill_ld_vlr"] = cfg.vlr_weight * normalised(kl_vlr.sum(), count) + zero_like_graph(ctx.s_edges)
         if cfg.cls_kd:
+            # Softmax KL over classes times T^2, averaged over the C classes as the LD repository's KD loss does
+            # (mmdetection's knowledge_distillation_kl_div_loss: mean over dim 1); summing instead made this
+            # term C times larger and, at weight 10, dominate every other loss.
             T = cfg.cls_temperature
-            kl_cls = edge_kl(ctx.s_cls[pos], ctx.t_cls[pos], T)  # softmax over classes, times T^2
+            kl_cls = edge_kl(ctx.s_cls[pos], ctx.t_cls[pos], T) / ctx.s_cls.shape[-1]  # (P,)
             terms["distill_ld_cls"] = cfg.cls_weight * normalised(kl_cls.sum(), pos.sum().float())
         return terms
