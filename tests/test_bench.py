@@ -31,8 +31,9 @@ def test_plan_covers_every_table_and_seed():
     main = [s for s in specs if s.table == "main"]
     assert len(main) == 3 * (1 + len(MAIN_METHODS))
     assert {s.seed for s in main} == {0, 1, 2}
-    extra = [s for s in specs if s.table != "main"]
-    assert {s.seed for s in extra} == {0}
+    assert {s.seed for s in specs if s.table == "ablation"} == {0, 1, 2}  # each part's effect, paired over seeds
+    assert {s.seed for s in specs if s.table not in ("main", "ablation")} == {0}
+    assert [s.label for s in specs if s.table == "dlt"] == ["quality (default)", "entropy", "std", "off (KL at T = 1)"]
     assert [s.label for s in specs if s.table == "position"] == ["output", "0", "1"]
     assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
     assert {s.method for s in specs if s.table == "hetero"} == {None, "kd", "ld", "bckd", "ftpd"}
@@ -43,7 +44,7 @@ def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
     out, output = smoke
     results = json.loads((out / "results.json").read_text())
     res = Results(results)
-    for table in ("main", "ablation", "position", "tau", "hetero"):
+    for table in ("main", "ablation", "position", "dlt", "tau", "hetero"):
         assert res.rows(table), table
     assert [r["label"] for r in res.rows("main")] == ["student", *MAIN_METHODS]
     for record in results["records"]:
@@ -60,7 +61,7 @@ def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
     assert set(results["teachers"]) == {"main", "hetero"}
     assert results["teachers"]["main"]["backbone"] != results["teachers"]["hetero"]["backbone"]
     report = (out / "benchmarks.md").read_text()
-    for heading in ("### Main comparison", "### FTPD against each baseline", "### FTPD ablation", "### Where PD distils",
+    for heading in ("### Main comparison", "### FTPD against each baseline", "### FTPD ablation", "### Where PD distils", "### How DLT sets",
                     "### LD's temperature", "### Heterogeneous pair", "### Targets"):
         assert heading in report, heading
     for png in ("bars.png", "curves.png", "tau.png"):

@@ -258,7 +258,8 @@ def bench_accuracy(
         preset, seeds = "smoke", None
     out = out or Path("runs/bench") / preset
     bench = AccuracyBench(PRESETS[preset].with_seeds(seeds), out, data=data, teacher_config=teacher_config,
-                          hetero_teacher_config=hetero_teacher_config, student_config=student_config)
+                          hetero_teacher_config=hetero_teacher_config, student_config=student_config,
+                          command="ftpdet " + " ".join(sys.argv[1:]))
     bench()
     own = publish(out / "results.json", out / "benchmarks.md", "accuracy.json")
     typer.echo(f"results: {out / 'results.json'}; report: {own}")
@@ -294,7 +295,8 @@ def bench_speed(
     if SMOKE:
         smoke_note("speed benchmark")
         preset, iters, rounds = "smoke", 1, 1
-    path = run_speed(PRESETS[preset], out, iters=iters, rounds=rounds, teacher=teacher, student=student)
+    path = run_speed(PRESETS[preset], out, iters=iters, rounds=rounds, teacher=teacher, student=student,
+                     command="ftpdet " + " ".join(sys.argv[1:]))
     typer.echo(f"results: {path}")
     if report is not None:
         typer.echo(f"published: {publish(path, report, 'speed.json')}")

@@ -2,10 +2,11 @@
 sweep and a heterogeneous pair, over paired seeds, resumable.
 
 Every run is keyed by a hash of what determines its result (the resolved config without its output
-directory, the method, the teacher's key and a fingerprint of the data), so a run shared by two tables
+directory, the method and its source code, the teacher's key and a fingerprint of the data), so a run shared by two tables
 (FTPD's defaults are both the main row and the ablation's "full" row) is trained once, a finished run is
 never trained again, and an interrupted one resumes from its last checkpoint. Teachers are keyed the same
-way and trained once per config.
+way and trained once per config. (Changes to the engine or the models outside ftpdet/distill are not in the key:
+after such a change, start a fresh --out.)
 
 Seeds are paired: seed k gives every student run the same initialisation and the same data order and
 augmentation (engine/train.py), so methods are compared per seed.
@@ -19,19 +20,18 @@ import json
 import platform
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ftpdet.distill import parse_method
-from ftpdet.bench.presets import ABLATION, BASELINES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, Preset
+from ftpdet.bench.presets import ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, Preset
 from ftpdet.config import Config, load_config
-from ftpdet.demo import machine_description
-from ftpdet.engine.evaluate import METRIC_KEYS
 from ftpdet.data.coco import read_coco_json
+from ftpdet.demo import machine_description
+from ftpdet.distill import parse_method
+from ftpdet.engine.evaluate import METRIC_KEYS
 from ftpdet.errors import DatasetError, FtpdetError
 
 RESULTS_VERSION = 1
@@ -41,7 +41,7 @@ RESULTS_VERSION = 1
 class RunSpec:
     """One cell of one table: a student trained with `method` (None: the plain student) at `seed`."""
 
-    table: str  # main | ablation | position | tau | hetero
+    table: str  # main | ablation | position | dlt | tau | hetero
     label: str  # the row in that table
     method: str | None
     seed: int
@@ -54,14 +54,16 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[Ru
     complete picture. Identical runs (same key) in several tables are trained once."""
     specs: list[RunSpec] = []
     positions = ["output"] + [str(k) for k in range(min(student_convs, teacher_convs) + 1)]
-    for seed in range(max(preset.seeds, preset.extra_seeds)):
+    for seed in range(max(preset.seeds, preset.extra_seeds, preset.ablation_seeds)):
         if seed < preset.seeds:
             specs.append(RunSpec("main", "student", None, seed))
             specs += [RunSpec("main", m, m, seed, "main") for m in MAIN_METHODS]
-        if seed < preset.extra_seeds:
+        if seed < preset.ablation_seeds:
             specs += [RunSpec("ablation", name, "ftpd", seed, "main", ov) for name, ov in ABLATION.items()]
             specs.append(RunSpec("ablation", "FTPD + PKD", "ftpd+pkd", seed, "main"))
+        if seed < preset.extra_seeds:
             specs += [RunSpec("position", p, "ftpd", seed, "main", (f"distill.ftpd.pd.position={p}",)) for p in positions]
+            specs += [RunSpec("dlt", name, "ftpd", seed, "main", ov) for name, ov in DLT_MODES.items()]
             specs += [RunSpec("tau", f"LD tau={t}", "ld", seed, "main", (f"distill.ld.temperature={t}",)) for t in LD_TAUS]
             specs.append(RunSpec("tau", "FTPD (no tau)", "ftpd", seed, "main"))
             specs.append(RunSpec("hetero", "student", None, seed))
@@ -152,7 +154,7 @@ class AccuracyBench:
             "student": student_config or preset.student,
         }
         self.user_data = Path(data) if data is not None else None
-        self.command = command or "ftpdet bench accuracy " + " ".join(sys.argv[1:])
+        self.command = command or "ftpdet.bench.accuracy.AccuracyBench (Python API)"
         self.records: dict[str, dict] = {}
         self.teacher_records: dict[str, dict] = {}
         self._params: dict[str, float] = {}
@@ -179,14 +181,14 @@ class AccuracyBench:
         return root
 
     # -- configs ---------------------------------------------------------------------------------------
-    def config(self, role: str, seed: int, overrides: tuple[str, ...] = (), out_dir: Path | None = None) -> Config:
+    def config(self, role: str, seed: int, overrides: tuple[str, ...] = ()) -> Config:
         """A run's config: the role's YAML, then the preset's schedule and the run's overrides."""
         p = self.preset
         is_teacher = role in ("main", "hetero")
         schedule = [f"train.epochs={p.teacher_epochs if is_teacher else p.student_epochs}",
                     f"train.eval_every={p.teacher_epochs if is_teacher else p.eval_every}"]
         base = [f"data.root={self.data_root}", f"data.image_size={p.image_size}", f"train.seed={seed}",
-                f"train.out_dir={out_dir or self.out / 'tmp'}"]
+                f"train.out_dir={self.out}"]  # each run's own directory is set when it trains
         extra = {"main": p.teacher_overrides, "hetero": p.hetero_overrides}.get(role, p.student_overrides)
         return load_config(self.configs[role], [*base, *p.common, *extra, *schedule, *overrides])
 
@@ -286,7 +288,8 @@ class AccuracyBench:
                      "num_train": p.num_train if self.user_data is None else None,
                      "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
             "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,
-                         "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds},
+                         "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds,
+                         "ablation_seeds": p.ablation_seeds},
             "configs": dict(self.configs),
             "commit": git_commit(),
             "student_params_m": round(self.params_m(self.config("student", 0)), 3),

@@ -3,7 +3,8 @@ gap closure), the targets with their measured values, and PNG plots.
 
 The report is a pure function of the JSON files, so `ftpdet bench report` regenerates it from committed
 results without training anything. Assets live beside the report: docs/benchmarks.md reads
-docs/benchmarks/accuracy.json, docs/benchmarks/speed.json and the PNGs there.
+docs/benchmarks/accuracy.json, docs/benchmarks/speed.json and the PNGs there, and appends
+docs/benchmarks/notes.md (a person's reading of the tables) when it exists.
 """
 
 from __future__ import annotations
@@ -131,6 +132,28 @@ def versus_baselines(res: Results) -> tuple[list[str], dict[str, Any]]:
     return lines, summary
 
 
+# (part, with it, without it): rows of the ablation table that differ by that part alone
+PART_EFFECTS = (
+    ("DLT, given PD", "PD + DLT", "PD"),
+    ("CTF, given PD", "PD + CTF", "PD"),
+    ("DLT, given PD + CTF", "PD + DLT + CTF (FTPD)", "PD + CTF"),
+    ("CTF, given PD + DLT", "PD + DLT + CTF (FTPD)", "PD + DLT"),
+    ("PKD, given FTPD", "FTPD + PKD", "PD + DLT + CTF (FTPD)"),
+)
+
+
+def part_effects(res: Results) -> list[str]:
+    """What switching one part on does, per seed: the paired difference of two ablation rows."""
+    lines = ["| switching on | per seed | mean ± std | mean > std? |", "|---|---|---|---|"]
+    for name, on, off in PART_EFFECTS:
+        d = paired(res.values(res.row("ablation", on)), res.values(res.row("ablation", off)))
+        if d:
+            m, s = mean_std(d)
+            lines.append(f"| {name} | {', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | "
+                         f"{'yes' if len(d) > 1 and abs(m) > s else 'no'} |")
+    return lines
+
+
 def simple_table(res: Results, table: str, label_col: str) -> list[str]:
     keys = ("AP", "AP50", "AP75")
     lines = [f"| {label_col} | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
@@ -186,6 +209,20 @@ def targets(res: Results, vs: dict[str, Any], speed: dict | None) -> list[str]:
 
 
 # -- plots ---------------------------------------------------------------------------------------------
+def _save(fig, ax, path: Path, grid: str = "both", **labels: str) -> Path:
+    """Labels, grid, legend (when there are labelled artists), then write the PNG and free the figure."""
+    from ftpdet.plots import plt
+
+    ax.set(**labels)
+    ax.grid(axis=grid, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_bars(res: Results, path: Path) -> Path:
     from ftpdet.plots import plt
 
@@ -199,15 +236,10 @@ def plot_bars(res: Results, path: Path) -> Path:
     teacher = res.teacher_ap("main")
     if teacher is not None:
         ax.axhline(teacher, color="k", ls="--", lw=1, label=f"teacher {teacher:.1f}")
-        ax.legend(loc="lower right", fontsize=8)
-    lo = min(m - s for m, s in stats)
-    ax.set_ylim(max(0, lo - 2), None)
-    ax.set(ylabel="COCO AP (%)", title=f"student AP by method, mean ± std over {res.data['schedule']['seeds']} seeds")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.set_ylim(max(0, min(m - s for m, s in stats) - 2), None)
+    ax.tick_params(axis="x", labelrotation=20)
+    return _save(fig, ax, path, grid="y", ylabel="COCO AP (%)",
+                 title=f"student AP by method, mean ± std over {res.data['schedule']['seeds']} seeds")
 
 
 def plot_curves(res: Results, path: Path) -> Path:
@@ -223,13 +255,7 @@ def plot_curves(res: Results, path: Path) -> Path:
         curve = np.mean([[h["AP"] for h in r["history"]] for r in recs], axis=0)
         style = {"lw": 2.2, "color": "k"} if row["method"] == "student" else {"lw": 2.2} if row["method"] == "ftpd" else {"lw": 1}
         ax.plot(epochs, curve, marker="o", ms=3, label=row["label"], **style)
-    ax.set(xlabel="epoch", ylabel="COCO AP (%)", title="validation AP over training (mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel="epoch", ylabel="COCO AP (%)", title="validation AP over training (mean over seeds)")
 
 
 def plot_tau(res: Results, path: Path) -> Path:
@@ -250,13 +276,7 @@ def plot_tau(res: Results, path: Path) -> Path:
         ax.axhline(mean_std(list(base.values()))[0], color="k", ls=":", label="student")
     ax.set_xscale("log")
     ax.set_xticks(taus, [f"{t:g}" for t in taus])
-    ax.set(xlabel="LD temperature tau", ylabel="COCO AP (%)", title="LD's temperature sweep against FTPD")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel="LD temperature tau", ylabel="COCO AP (%)", title="LD's temperature sweep against FTPD")
 
 
 # -- the document --------------------------------------------------------------------------------------
@@ -273,8 +293,9 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"Produced by `{data['command']}` on {data['date']}, at commit {data.get('commit') or 'unknown'}, on "
         f"{data['machine']}. Data: {dataset}. Teachers {s['teacher_epochs']} epochs; every student run "
         f"{s['student_epochs']} epochs, evaluated every {s['eval_every']}. Main comparison over {s['seeds']} paired "
-        f"seeds (seed k: same student initialisation, data order and augmentation for every method); ablation, "
-        f"PD positions, tau sweep and heterogeneous pair over {s['extra_seeds']} seed(s). AP is COCO AP (%) of each "
+        f"seeds (seed k: same student initialisation, data order and augmentation for every method); FTPD's ablation "
+        f"over {s.get('ablation_seeds', s['extra_seeds'])}; PD positions, DLT modes, tau sweep and heterogeneous pair "
+        f"over {s['extra_seeds']} seed(s). AP is COCO AP (%) of each "
         f"run's final checkpoint on the validation set; mean ± std (sample std) over seeds. Results: "
         f"[`{rel}/accuracy.json`]({rel}/accuracy.json).",
         "",
@@ -299,9 +320,17 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "",
         *comparison_table(res, "ablation", "main", "parts switched on"),
         "",
+        "Each part's effect, paired per seed (a difference counts where |mean| > std):",
+        "",
+        *part_effects(res),
+        "",
         "### Where PD distils (`distill.ftpd.pd.position`)",
         "",
         *simple_table(res, "position", "position"),
+        "",
+        "### How DLT sets the box temperature (`distill.ftpd.dlt.mode`)",
+        "",
+        *simple_table(res, "dlt", "DLT"),
         "",
         "### LD's temperature against FTPD's none",
         "",
@@ -365,6 +394,9 @@ def write_report(report: str | Path) -> Path:
         lines += accuracy_section(json.loads(acc_path.read_text()), assets, speed) + [""]
     if speed is not None:
         lines += speed_section(speed, assets) + [""]
+    notes = assets / "notes.md"  # hand-written reading of the tables above (kept apart: the rest is generated)
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
     report.write_text("\n".join(lines))
     return report
 
