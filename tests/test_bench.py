@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, plan_runs
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
-from ftpdet.bench.report import Results, closure, paired, write_report
+from ftpdet.bench.report import Results, choice_table, closure, paired, write_report
 from ftpdet.cli import app
 from ftpdet.data.coco import CocoDetection
 from ftpdet.engine.train import train
@@ -31,10 +31,11 @@ def test_plan_covers_every_table_and_seed():
     main = [s for s in specs if s.table == "main"]
     assert len(main) == 3 * (1 + len(MAIN_METHODS))
     assert {s.seed for s in main} == {0, 1, 2}
-    assert {s.seed for s in specs if s.table == "ablation"} == {0, 1, 2}  # each part's effect, paired over seeds
-    assert {s.seed for s in specs if s.table not in ("main", "ablation")} == {0}
-    assert [s.label for s in specs if s.table == "dlt"] == ["quality (default)", "entropy", "std", "off (KL at T = 1)"]
-    assert [s.label for s in specs if s.table == "position"] == ["output", "0", "1"]
+    for table in ("ablation", "position", "dlt"):  # each part's effect and each default, paired over seeds
+        assert {s.seed for s in specs if s.table == table} == {0, 1, 2}, table
+    assert {s.seed for s in specs if s.table in ("tau", "hetero")} == {0}
+    assert [s.label for s in specs if s.table == "dlt" and s.seed == 0] == ["quality (default)", "entropy", "std", "off (KL at T = 1)"]
+    assert [s.label for s in specs if s.table == "position" and s.seed == 0] == ["output", "0", "1"]
     assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
     assert {s.method for s in specs if s.table == "hetero"} == {None, "kd", "ld", "bckd", "ftpd"}
     assert all(s.teacher == "hetero" for s in specs if s.table == "hetero" and s.method)
@@ -108,6 +109,24 @@ def test_paired_differences_and_gap_closure():
     assert paired({0: 1.0, 3: 2.0}, {0: 0.5}) == [0.5]  # only seeds both have
 
 
+def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults():
+    def rec(key, seed, ap):
+        return {"key": key, "seed": seed, "AP": ap, "AP50": 2 * ap, "AP75": ap, "status": "done"}
+
+    data = {
+        "records": [rec("d0", 0, 5.0), rec("d1", 1, 6.0), rec("s0", 0, 5.5), rec("s1", 1, 5.0)],
+        "tables": {
+            "main": [{"label": "ftpd", "method": "ftpd", "keys": ["d0", "d1"]}],
+            "dlt": [{"label": "quality (default)", "method": "ftpd", "keys": ["d0", "d1"]},
+                    {"label": "std", "method": "ftpd", "keys": ["s0", "s1"]}],
+        },
+        "teachers": {},
+    }
+    lines = choice_table(Results(data), "dlt", "DLT")
+    assert lines[2].startswith("| quality (default) | 2 | 5.50 ± 0.71") and "(the defaults)" in lines[2]
+    assert lines[3] == "| std | 2 | 5.25 ± 0.35 | 10.50 ± 0.71 | 5.25 ± 0.35 | +0.50, -1.00 | -0.25 ± 1.06 | no |"
+
+
 def test_seeds_are_paired_distillation_sees_the_plain_runs_augmentations(tiny_data, teacher_ckpt, tmp_path, monkeypatch):
     """Building the teacher and a method's adapters must not shift the augmentation stream of the same seed."""
     seen: list[list[float]] = []
@@ -153,7 +172,9 @@ def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path
     floor = speed["ms"]["student step"] + speed["ms"]["teacher forward"]
     for name in MAIN_METHODS:
         assert speed["ratios"][name] == pytest.approx(speed["ms"][name] / floor, rel=1e-2)
-    assert {"ftpd, PD at the student's outputs", "ftpd, PD at tower layer 1"} <= set(speed["ratios"])
+    # the default position is the `ftpd` row; every other position the pair allows is timed as a variant
+    assert {"ftpd, PD at tower layer 0", "ftpd, PD at tower layer 1"} <= set(speed["ratios"])
+    assert "ftpd, PD at the student's outputs" not in speed["ratios"]
     runtimes = {(r["model"].split()[0], r["runtime"].split()[0]) for r in speed["inference"]}
     assert runtimes == {("teacher", "PyTorch"), ("teacher", "ONNX"), ("student", "PyTorch"), ("student", "ONNX")}
     assert all(r["images_per_s"] > 0 for r in speed["inference"])

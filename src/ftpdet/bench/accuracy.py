@@ -34,7 +34,7 @@ from ftpdet.distill import parse_method
 from ftpdet.engine.evaluate import METRIC_KEYS
 from ftpdet.errors import DatasetError, FtpdetError
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: PD positions and DLT modes run on the ablation seeds
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,12 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[Ru
         if seed < preset.seeds:
             specs.append(RunSpec("main", "student", None, seed))
             specs += [RunSpec("main", m, m, seed, "main") for m in MAIN_METHODS]
-        if seed < preset.ablation_seeds:
+        if seed < preset.ablation_seeds:  # FTPD's parts and its choices: each needs paired seeds to be told apart
             specs += [RunSpec("ablation", name, "ftpd", seed, "main", ov) for name, ov in ABLATION.items()]
             specs.append(RunSpec("ablation", "FTPD + PKD", "ftpd+pkd", seed, "main"))
-        if seed < preset.extra_seeds:
             specs += [RunSpec("position", p, "ftpd", seed, "main", (f"distill.ftpd.pd.position={p}",)) for p in positions]
             specs += [RunSpec("dlt", name, "ftpd", seed, "main", ov) for name, ov in DLT_MODES.items()]
+        if seed < preset.extra_seeds:
             specs += [RunSpec("tau", f"LD tau={t}", "ld", seed, "main", (f"distill.ld.temperature={t}",)) for t in LD_TAUS]
             specs.append(RunSpec("tau", "FTPD (no tau)", "ftpd", seed, "main"))
             specs.append(RunSpec("hetero", "student", None, seed))

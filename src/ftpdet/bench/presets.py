@@ -44,8 +44,10 @@ class Preset:
     student_epochs: int
     eval_every: int  # student runs; the mAP-over-epochs curves come from these evaluations
     seeds: int  # main comparison
-    extra_seeds: int  # PD positions, DLT modes, LD tau sweep, heterogeneous pair
-    ablation_seeds: int  # FTPD's ablation (PD, + DLT, + CTF): the paired evidence for each part
+    extra_seeds: int  # LD tau sweep, heterogeneous pair
+    # FTPD's ablation (PD, + DLT, + CTF), PD positions and DLT modes: the paired evidence for each part and
+    # for each default; with one seed a difference could not be told from seed noise (~0.7 AP)
+    ablation_seeds: int
     common: tuple[str, ...] = ()  # overrides for every run (teachers and students)
     teacher_overrides: tuple[str, ...] = ()  # main teacher
     hetero_overrides: tuple[str, ...] = ()  # heterogeneous teacher
@@ -71,8 +73,8 @@ PRESETS: dict[str, Preset] = {
         student_overrides=("model.fpn_channels=16", "model.head_channels=16"),
         notes="pipeline check only: a few iterations on tiny models",
     ),
-    # The CPU benchmark: about 1.5-2 hours on 2 cores (docs/benchmarks.md). The ablation gets all 3 seeds: with one,
-    # a part's effect could not be told from seed noise (~0.7 AP).
+    # The CPU benchmark: about 2 hours on 2 cores (docs/benchmarks.md). The ablation, PD positions and DLT modes
+    # get all 3 seeds: with one, a part's effect or a default could not be told from seed noise (~0.7 AP).
     "quick": Preset(
         name="quick", num_train=1600, num_val=400, image_size=128,
         teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",

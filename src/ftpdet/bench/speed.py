@@ -31,8 +31,8 @@ from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector
 
 
-# FTPD's default (PD at tower layer 0) is in the methods; these show what the place of PD costs.
-FTPD_POSITIONS = (("output", "the student's outputs"), ("1", "tower layer 1"))
+# What the place of PD costs: FTPD at its default position is in the methods; the other positions are timed too.
+FTPD_POSITIONS = (("output", "the student's outputs"), ("0", "tower layer 0"), ("1", "tower layer 1"))
 
 
 def _time(fn: Callable[[], Any], iters: int) -> float:
@@ -117,7 +117,8 @@ def run_speed(
     kinds: dict[str, Callable[[], None]] = {"student step": make_step(s_model, None), "teacher forward": teacher_forward}
     variants = [(name, name, []) for name in methods] + [
         (f"ftpd, PD at {where}", "ftpd", [f"distill.ftpd.pd.position={pos}"]) for pos, where in FTPD_POSITIONS
-        if pos == "output" or int(pos) <= min(s_model.head.num_convs, t_model.head.num_convs)
+        if pos != str(cfg_s.distill.ftpd.pd.position)
+        and (pos == "output" or int(pos) <= min(s_model.head.num_convs, t_model.head.num_convs))
     ]
     for label, spec, overrides in variants:
         distill_cfg = config_from_dict(apply_overrides(cfg_s.model_dump(), overrides)).distill
