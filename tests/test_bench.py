@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ftpdet.bench.accuracy import AccuracyBench, plan_runs
+from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
 from ftpdet.bench.report import Results, choice_table, closure, paired, write_report
 from ftpdet.cli import app
@@ -107,6 +107,17 @@ def test_paired_differences_and_gap_closure():
     assert closure(method, base, 20.0) == pytest.approx((7 / 3) / (34 / 3))
     assert closure(method, {}, 20.0) is None and closure(method, base, None) is None
     assert paired({0: 1.0, 3: 2.0}, {0: 0.5}) == [0.5]  # only seeds both have
+
+
+def test_run_key_covers_the_runs_methods_only(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path)
+    other_ftpd = cfg.model_copy(deep=True)
+    other_ftpd.distill.ftpd.pd.position = 1
+    assert run_key(cfg, "kd", "t", "d") == run_key(other_ftpd, "kd", "t", "d")  # FTPD's defaults do not retrain KD
+    assert run_key(cfg, "ftpd", "t", "d") != run_key(other_ftpd, "ftpd", "t", "d")
+    assert run_key(cfg, "ftpd+pkd", "t", "d") != run_key(other_ftpd, "ftpd+pkd", "t", "d")
+    assert run_key(cfg, None, None, "d") == run_key(other_ftpd, None, None, "d")  # the plain student has no method
+    assert run_key(cfg, "kd", "t", "d") != run_key(cfg, "kd", "other teacher", "d")
 
 
 def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults():

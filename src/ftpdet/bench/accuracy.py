@@ -86,8 +86,12 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     dump["train"].pop("out_dir")
     for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
         dump["data"].pop(k)
+    # Only the sections of the methods that run: changing one method's defaults must not retrain the others
+    # (distill.method is not read either; the method comes from the run).
     if method is None:
         dump.pop("distill")  # the plain student ignores the distillation section
+    else:
+        dump["distill"] = {name: dump["distill"][name] for name in parse_method(method)}
     code = code_fingerprint(method) if method is not None else None
     payload = json.dumps({"config": dump, "method": method, "teacher": teacher_key, "data": data_fp, "code": code},
                          sort_keys=True)
