@@ -52,10 +52,13 @@ def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
         assert record["status"] == "done", record
         for key in ("method", "seed", "AP", "AP50", "AP75", "APs", "APm", "APl", "train_seconds", "step_time_ratio"):
             assert key in record, key
-    # Shared cells are trained once: FTPD's defaults are the main row, the ablation's full row, PD position 0 and
-    # the tau table's FTPD row; the plain student serves both pairs.
+    # Shared cells are trained once: FTPD's defaults are the main row, the ablation's full row, PD at the outputs,
+    # DLT quality and the tau table's FTPD row; the plain student serves both pairs.
     ftpd_key = res.row("main", "ftpd")["keys"][0]
-    assert res.row("ablation", "PD + DLT + CTF (FTPD)")["keys"] == [ftpd_key] == res.row("position", "0")["keys"]
+    assert res.row("ablation", "PD + DLT + CTF (FTPD)")["keys"] == [ftpd_key] == res.row("position", "output")["keys"]
+    assert res.row("dlt", "quality (default)")["keys"] == [ftpd_key] == res.row("tau", "FTPD (no tau)")["keys"]
+    assert res.row("position", "0")["keys"] != [ftpd_key]
+    assert res.row("dlt", "off (KL at T = 1)")["keys"] == res.row("ablation", "PD + CTF")["keys"]
     assert res.row("hetero", "student")["keys"] == res.row("main", "student")["keys"]
     assert res.row("hetero", "ftpd")["keys"] != [ftpd_key]  # another teacher, another run
     assert len({r["key"] for r in results["records"]}) == len(results["records"])
@@ -85,6 +88,34 @@ def test_rerun_reuses_everything_and_a_lost_run_is_retrained_identically(smoke, 
     after = {r["key"]: r for r in json.loads((copy / "results.json").read_text())["records"]}
     for key in ("AP", "AP50", "AP75"):
         assert after[victim["key"]][key] == victim[key]  # a run is a function of its key: same seed, same result
+
+
+def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    results = json.loads((copy / "results.json").read_text())
+    by_key = {r["key"]: r for r in results["records"]}
+    default = by_key[Results(results).row("main", "ftpd")["keys"][0]]
+    res = runner.invoke(app, ["bench", "variant", "ftpd", "--set", "distill.ftpd.ctf.mode=binary", "--preset", "smoke",
+                              "--out", str(copy)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("ftpdet distill (ftpd)") == 1  # the variant trains; the defaults are the benchmark's run
+    line = next(x for x in res.output.splitlines() if x.strip().startswith("seed 0:"))
+    _, _, variant_ap, _, default_ap, diff = line.split()  # seed 0: 1.23 vs 1.00 (+0.23)
+    assert float(default_ap) == pytest.approx(default["AP"], abs=0.006)
+    assert float(diff.strip("()")) == pytest.approx(float(variant_ap) - default["AP"], abs=0.011)
+    assert "paired difference:" in res.output
+    # --on sets both sides: CTF's effect without DLT is two ablation rows of the benchmark, nothing to train
+    res = runner.invoke(app, ["bench", "variant", "ftpd", "--on", "distill.ftpd.dlt.enabled=false", "--set",
+                              "distill.ftpd.ctf.enabled=false", "--preset", "smoke", "--out", str(copy)])
+    assert res.exit_code == 0, res.output
+    assert "ftpdet distill" not in res.output
+    ab = Results(results)
+    pd_only, pd_ctf = ab.values(ab.row("ablation", "PD"))[0], ab.values(ab.row("ablation", "PD + CTF"))[0]
+    assert f"seed 0: {pd_only:.2f} vs {pd_ctf:.2f}" in res.output
+    bad = runner.invoke(app, ["bench", "variant", "ftpd", "--preset", "smoke", "--out", str(copy)])
+    assert bad.exit_code == 2 and "at least one --set" in bad.output
 
 
 def test_report_is_regenerated_from_the_json_alone(smoke, tmp_path):

@@ -267,6 +267,45 @@ def bench_accuracy(
         typer.echo(f"published: {publish(out / 'results.json', report, 'accuracy.json')}")
 
 
+@bench_app.command("variant")
+@friendly
+def bench_variant(
+    method: Annotated[str, typer.Argument(help="The method to vary, e.g. ftpd.")],
+    set_: SetOption = None,
+    preset: Annotated[str, typer.Option(help="The benchmark whose teacher, data, schedule and seeds are used.")] = "quick",
+    seeds: Annotated[Optional[int], typer.Option(min=1, help="Paired seeds (default: the preset's).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="The benchmark's run directory (default runs/bench/PRESET).")] = None,
+    on: Annotated[Optional[list[str]], typer.Option("--on", help="An override for both sides, e.g. to compare "
+                                                    "the change with a part switched off (repeatable).")] = None,
+) -> None:
+    """A method with --set overrides against the same method without them (at its defaults, or with the --on
+    overrides on both sides), per paired seed, inside an accuracy benchmark's directory (its runs are reused): try
+    a change before making it a default."""
+    from ftpdet.bench.accuracy import AccuracyBench
+    from ftpdet.bench.presets import PRESETS
+    from ftpdet.distill import parse_method
+    from ftpdet.engine.evaluate import mean_std
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    parse_method(method)
+    if not set_:
+        raise typer.BadParameter("give at least one --set override: the variant is the method at its defaults plus these")
+    if SMOKE:
+        smoke_note(f"benchmark preset {preset}")
+        preset, seeds = "smoke", None
+    p = PRESETS[preset].with_seeds(seeds)
+    bench = AccuracyBench(p, out or Path("runs/bench") / preset)
+    rows = bench.variant(method, tuple(set_), p.seeds, tuple(on or ()))
+    against = f"with {' '.join(on)}" if on else "at its defaults"
+    typer.echo(f"\n{method} {' '.join(set_)} against {method} {against} (AP %, preset {preset}):")
+    for r in rows:
+        typer.echo(f"  seed {r['seed']}: {r['AP']:.2f} vs {r['base_AP']:.2f} ({r['difference']:+.2f})")
+    m, sd = mean_std([r["difference"] for r in rows])
+    verdict = "a difference (|mean| > std)" if len(rows) > 1 and abs(m) > sd else "not distinguishable from seed noise"
+    typer.echo(f"  paired difference: {m:+.2f} ± {sd:.2f} over {len(rows)} seed(s): {verdict}")
+
+
 @bench_app.command("speed")
 @friendly
 def bench_speed(

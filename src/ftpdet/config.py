@@ -168,8 +168,9 @@ class PDConfig(_Section):
     # Where student responses are produced for distillation: "output" (the student's own head outputs)
     # or a tower layer k: student features after layer k go through a frozen copy of the teacher head's
     # remaining layers (training only), so the student head is not pulled between labels and teacher.
-    # Default "output": over 3 paired seeds of the quick benchmark it is level with layer 0 (+0.15 +- 0.72 AP)
-    # and layer 1, and its step costs 1.05x the floor against 1.23x, since no teacher-head branch runs
+    # Default "output": over 3 paired seeds of the quick benchmark it is level with layers 0 and 1 (layer 0
+    # minus output -0.14 +- 0.72 AP; +0.06 on average over 21 paired runs in seven configurations), and its
+    # step costs 1.04x the floor against 1.14x at layer 0, since no teacher-head branch runs
     # (docs/benchmarks.md). An earlier single-seed run favoured layer 0 by 1.1 AP (docs/distillation.md).
     position: Literal["output"] | int = "output"
 

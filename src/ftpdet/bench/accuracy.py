@@ -278,6 +278,25 @@ class AccuracyBench:
             self.save(tables)
         return self.save(tables)
 
+    def variant(self, method: str, overrides: tuple[str, ...], seeds: int, base: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """One method with config overrides against the same method without them (at its defaults, or with `base`
+        overrides applied to both sides), paired over seeds 0..seeds-1, with the benchmark's main teacher, schedule
+        and seeds; runs already in `out` are reused. For trying a change before it becomes a table or a default:
+        one row per seed with both APs and their difference."""
+        self.prepare_data()
+        rows = []
+        for seed in range(seeds):
+            label = " ".join(overrides)
+            print(f"\n== {method} {label}, seed {seed} (and without it, paired)")
+            new, _ = self.run(RunSpec("variant", label, method, seed, "main", (*base, *overrides)))
+            base_rec, _ = self.run(RunSpec("variant", "base", method, seed, "main", base))
+            if new["status"] != "done" or base_rec["status"] != "done":
+                failed = new if new["status"] != "done" else base_rec
+                raise FtpdetError(f"{failed['run_dir']}: run failed: {failed['error']}")
+            rows.append({"seed": seed, "AP": new["AP"], "base_AP": base_rec["AP"],
+                         "difference": round(new["AP"] - base_rec["AP"], 3)})
+        return rows
+
     def results(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
         p = self.preset
         records = [self._with_ratio(r) for r in self.records.values()]

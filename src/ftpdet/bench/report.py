@@ -323,7 +323,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"Produced by `{data['command']}` on {data['date']}, at commit {data.get('commit') or 'unknown'}, on "
         f"{data['machine']}. Data: {dataset}. Teachers {s['teacher_epochs']} epochs; every student run "
         f"{s['student_epochs']} epochs, evaluated every {s['eval_every']}. Main comparison over {s['seeds']} paired "
-        f"seeds (seed k: same student initialisation, data order and augmentation for every method); FTPD's ablation "
+        f"seeds (seed k: same student initialisation, data order and augmentation for every method); "
         f"{choice_seeds(data)}; tau sweep and heterogeneous pair "
         f"over {s['extra_seeds']} seed(s). AP is COCO AP (%) of each "
         f"run's final checkpoint on the validation set; mean ± std (sample std) over seeds. Results: "
