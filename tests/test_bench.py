@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
-from ftpdet.bench.report import Results, choice_table, closure, paired, write_report
+from ftpdet.bench.report import Results, choice_table, closure, paired, targets, write_report
 from ftpdet.cli import app
 from ftpdet.data.coco import CocoDetection
 from ftpdet.engine.train import train
@@ -31,9 +31,9 @@ def test_plan_covers_every_table_and_seed():
     main = [s for s in specs if s.table == "main"]
     assert len(main) == 3 * (1 + len(MAIN_METHODS))
     assert {s.seed for s in main} == {0, 1, 2}
-    for table in ("ablation", "position", "dlt"):  # each part's effect and each default, paired over seeds
+    for table in ("ablation", "position", "dlt", "hetero"):  # each part, each default and the pair: paired seeds
         assert {s.seed for s in specs if s.table == table} == {0, 1, 2}, table
-    assert {s.seed for s in specs if s.table in ("tau", "hetero")} == {0}
+    assert {s.seed for s in specs if s.table == "tau"} == {0}
     assert [s.label for s in specs if s.table == "dlt" and s.seed == 0] == ["quality (default)", "entropy", "std", "off (KL at T = 1)"]
     assert [s.label for s in specs if s.table == "position" and s.seed == 0] == ["output", "0", "1"]
     assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
@@ -114,6 +114,13 @@ def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     ab = Results(results)
     pd_only, pd_ctf = ab.values(ab.row("ablation", "PD"))[0], ab.values(ab.row("ablation", "PD + CTF"))[0]
     assert f"seed 0: {pd_only:.2f} vs {pd_ctf:.2f}" in res.output
+    # --teacher hetero: the same comparison on the heterogeneous pair, against that pair's own FTPD run
+    res = runner.invoke(app, ["bench", "variant", "ftpd", "--teacher", "hetero", "--set", "distill.ftpd.pd.position=0",
+                              "--preset", "smoke", "--out", str(copy)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("ftpdet distill (ftpd)") == 1 and "hetero teacher" in res.output
+    het_ap = ab.values(ab.row("hetero", "ftpd"))[0]
+    assert f"vs {het_ap:.2f} (" in next(x for x in res.output.splitlines() if x.strip().startswith("seed 0:"))
     bad = runner.invoke(app, ["bench", "variant", "ftpd", "--preset", "smoke", "--out", str(copy)])
     assert bad.exit_code == 2 and "at least one --set" in bad.output
 
@@ -167,6 +174,26 @@ def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults
     lines = choice_table(Results(data), "dlt", "DLT")
     assert lines[2].startswith("| quality (default) | 2 | 5.50 ± 0.71") and "(the defaults)" in lines[2]
     assert lines[3] == "| std | 2 | 5.25 ± 0.35 | 10.50 ± 0.71 | 5.25 ± 0.35 | +0.50, -1.00 | -0.25 ± 1.06 | no |"
+
+
+def test_hetero_target_needs_a_paired_lead_over_kd_and_ld():
+    def data(ftpd, kd, ld):
+        recs, rows = [], []
+        for name, aps in (("ftpd", ftpd), ("kd", kd), ("ld", ld)):
+            keys = [f"{name}{i}" for i in range(len(aps))]
+            recs += [{"key": k, "seed": i, "AP": ap, "status": "done"} for i, (k, ap) in enumerate(zip(keys, aps))]
+            rows.append({"label": name, "method": name, "keys": keys})
+        return Results({"records": recs, "tables": {"hetero": rows}, "teachers": {}})
+
+    def hetero_line(res):
+        return next(x for x in targets(res, {}, None) if x.startswith("| heterogeneous pair"))
+
+    # higher mean over KD (+0.5) but the per-seed differences (+2.5, -1.0, 0.0) swing more than that: missed
+    line = hetero_line(data([6.5, 4.0, 5.0], [4.0, 5.0, 5.0], [3.0, 3.0, 3.0]))
+    assert "FTPD - KD +0.50 ± 1.80" in line and line.endswith("**missed** |")
+    line = hetero_line(data([6.0, 5.5, 5.2], [5.0, 5.0, 4.9], [3.0, 3.0, 3.0]))
+    assert "FTPD - KD +0.60 ± 0.36" in line and line.endswith("**met** |")
+    assert hetero_line(data([6.0], [5.0], [3.0])).endswith("**met** |")  # one seed: the means decide, as reported
 
 
 def test_seeds_are_paired_distillation_sees_the_plain_runs_augmentations(tiny_data, teacher_ckpt, tmp_path, monkeypatch):

@@ -277,6 +277,7 @@ def bench_variant(
     out: Annotated[Optional[Path], typer.Option(help="The benchmark's run directory (default runs/bench/PRESET).")] = None,
     on: Annotated[Optional[list[str]], typer.Option("--on", help="An override for both sides, e.g. to compare "
                                                     "the change with a part switched off (repeatable).")] = None,
+    teacher: Annotated[str, typer.Option(help="The benchmark's teacher: main | hetero (the heterogeneous pair).")] = "main",
 ) -> None:
     """A method with --set overrides against the same method without them (at its defaults, or with the --on
     overrides on both sides), per paired seed, inside an accuracy benchmark's directory (its runs are reused): try
@@ -289,6 +290,8 @@ def bench_variant(
     if preset not in PRESETS:
         raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
     parse_method(method)
+    if teacher not in ("main", "hetero"):
+        raise typer.BadParameter(f"--teacher must be main or hetero, not {teacher!r}")
     if not set_:
         raise typer.BadParameter("give at least one --set override: the variant is the method at its defaults plus these")
     if SMOKE:
@@ -296,9 +299,9 @@ def bench_variant(
         preset, seeds = "smoke", None
     p = PRESETS[preset].with_seeds(seeds)
     bench = AccuracyBench(p, out or Path("runs/bench") / preset)
-    rows = bench.variant(method, tuple(set_), p.seeds, tuple(on or ()))
+    rows = bench.variant(method, tuple(set_), p.seeds, tuple(on or ()), teacher)
     against = f"with {' '.join(on)}" if on else "at its defaults"
-    typer.echo(f"\n{method} {' '.join(set_)} against {method} {against} (AP %, preset {preset}):")
+    typer.echo(f"\n{method} {' '.join(set_)} against {method} {against} (AP %, preset {preset}, {teacher} teacher):")
     for r in rows:
         typer.echo(f"  seed {r['seed']}: {r['AP']:.2f} vs {r['base_AP']:.2f} ({r['difference']:+.2f})")
     m, sd = mean_std([r["difference"] for r in rows])

@@ -54,7 +54,7 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[Ru
     complete picture. Identical runs (same key) in several tables are trained once."""
     specs: list[RunSpec] = []
     positions = ["output"] + [str(k) for k in range(min(student_convs, teacher_convs) + 1)]
-    for seed in range(max(preset.seeds, preset.extra_seeds, preset.ablation_seeds)):
+    for seed in range(max(preset.seeds, preset.extra_seeds, preset.ablation_seeds, preset.hetero_seeds)):
         if seed < preset.seeds:
             specs.append(RunSpec("main", "student", None, seed))
             specs += [RunSpec("main", m, m, seed, "main") for m in MAIN_METHODS]
@@ -66,6 +66,7 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[Ru
         if seed < preset.extra_seeds:
             specs += [RunSpec("tau", f"LD tau={t}", "ld", seed, "main", (f"distill.ld.temperature={t}",)) for t in LD_TAUS]
             specs.append(RunSpec("tau", "FTPD (no tau)", "ftpd", seed, "main"))
+        if seed < preset.hetero_seeds:
             specs.append(RunSpec("hetero", "student", None, seed))
             specs += [RunSpec("hetero", m, m, seed, "hetero") for m in HETERO_METHODS]
     return specs
@@ -278,18 +279,19 @@ class AccuracyBench:
             self.save(tables)
         return self.save(tables)
 
-    def variant(self, method: str, overrides: tuple[str, ...], seeds: int, base: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    def variant(self, method: str, overrides: tuple[str, ...], seeds: int, base: tuple[str, ...] = (),
+                teacher: str = "main") -> list[dict[str, Any]]:
         """One method with config overrides against the same method without them (at its defaults, or with `base`
-        overrides applied to both sides), paired over seeds 0..seeds-1, with the benchmark's main teacher, schedule
-        and seeds; runs already in `out` are reused. For trying a change before it becomes a table or a default:
+        overrides applied to both sides), paired over seeds 0..seeds-1, with the benchmark's teacher (`main` or
+        `hetero`), schedule and seeds; runs already in `out` are reused. For trying a change before it becomes a table or a default:
         one row per seed with both APs and their difference."""
         self.prepare_data()
         rows = []
         for seed in range(seeds):
             label = " ".join(overrides)
             print(f"\n== {method} {label}, seed {seed} (and without it, paired)")
-            new, _ = self.run(RunSpec("variant", label, method, seed, "main", (*base, *overrides)))
-            base_rec, _ = self.run(RunSpec("variant", "base", method, seed, "main", base))
+            new, _ = self.run(RunSpec("variant", label, method, seed, teacher, (*base, *overrides)))
+            base_rec, _ = self.run(RunSpec("variant", "base", method, seed, teacher, base))
             if new["status"] != "done" or base_rec["status"] != "done":
                 failed = new if new["status"] != "done" else base_rec
                 raise FtpdetError(f"{failed['run_dir']}: run failed: {failed['error']}")
@@ -311,7 +313,7 @@ class AccuracyBench:
                      "num_train": p.num_train if self.user_data is None else None,
                      "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
             "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,
-                         "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds,
+                         "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds, "hetero_seeds": p.hetero_seeds,
                          "ablation_seeds": p.ablation_seeds},
             "configs": dict(self.configs),
             "commit": git_commit(),

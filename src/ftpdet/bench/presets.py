@@ -44,10 +44,11 @@ class Preset:
     student_epochs: int
     eval_every: int  # student runs; the mAP-over-epochs curves come from these evaluations
     seeds: int  # main comparison
-    extra_seeds: int  # LD tau sweep, heterogeneous pair
+    extra_seeds: int  # LD tau sweep
     # FTPD's ablation (PD, + DLT, + CTF), PD positions and DLT modes: the paired evidence for each part and
     # for each default; with one seed a difference could not be told from seed noise (~0.7 AP)
     ablation_seeds: int
+    hetero_seeds: int  # the heterogeneous pair: whether FTPD beats KD and LD there is a paired claim too
     common: tuple[str, ...] = ()  # overrides for every run (teachers and students)
     teacher_overrides: tuple[str, ...] = ()  # main teacher
     hetero_overrides: tuple[str, ...] = ()  # heterogeneous teacher
@@ -58,7 +59,7 @@ class Preset:
         if seeds is None:
             return self
         return replace(self, seeds=seeds, extra_seeds=min(self.extra_seeds, seeds),
-                       ablation_seeds=min(self.ablation_seeds, seeds))
+                       ablation_seeds=min(self.ablation_seeds, seeds), hetero_seeds=min(self.hetero_seeds, seeds))
 
 
 PRESETS: dict[str, Preset] = {
@@ -66,24 +67,25 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke", num_train=24, num_val=8, image_size=64,
         teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",
-        teacher_epochs=1, student_epochs=1, eval_every=1, seeds=1, extra_seeds=1, ablation_seeds=1,
+        teacher_epochs=1, student_epochs=1, eval_every=1, seeds=1, extra_seeds=1, ablation_seeds=1, hetero_seeds=1,
         common=("train.batch_size=8", "train.warmup_steps=2", "train.log_every=1", "train.amp=none"),
         teacher_overrides=("model.backbone=mobilenet_v3_small", "model.fpn_channels=32", "model.head_channels=32"),
         hetero_overrides=("model.fpn_channels=32", "model.head_channels=32"),
         student_overrides=("model.fpn_channels=16", "model.head_channels=16"),
         notes="pipeline check only: a few iterations on tiny models",
     ),
-    # The CPU benchmark: about 2 hours on 2 cores (docs/benchmarks.md). The ablation, PD positions and DLT modes
-    # get all 3 seeds: with one, a part's effect or a default could not be told from seed noise (~0.7 AP).
+    # The CPU benchmark: about 2 hours on 2 cores (docs/benchmarks.md). The ablation, PD positions, DLT modes and
+    # the heterogeneous pair get all 3 seeds: with one, a part's effect, a default or "FTPD beats KD with another
+    # architecture's teacher" could not be told from seed noise (~0.7 AP). Only LD's tau sweep runs on one.
     "quick": Preset(
         name="quick", num_train=1600, num_val=400, image_size=128,
         teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",
-        teacher_epochs=24, student_epochs=6, eval_every=2, seeds=3, extra_seeds=1, ablation_seeds=3,
+        teacher_epochs=24, student_epochs=6, eval_every=2, seeds=3, extra_seeds=1, ablation_seeds=3, hetero_seeds=3,
     ),
     # For a GPU or a long run: 3 seeds everywhere, larger images, more data and epochs.
     "full": Preset(
         name="full", num_train=8000, num_val=1000, image_size=160,
         teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",
-        teacher_epochs=36, student_epochs=12, eval_every=3, seeds=3, extra_seeds=3, ablation_seeds=3,
+        teacher_epochs=36, student_epochs=12, eval_every=3, seeds=3, extra_seeds=3, ablation_seeds=3, hetero_seeds=3,
     ),
 }
