@@ -233,6 +233,13 @@ def viz_temperature(
     typer.echo(f"saved {plot_temperature(checkpoint, teacher, image, out, mode)}")
 
 
+def check_preset(preset: str) -> None:
+    from ftpdet.bench.presets import PRESETS
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+
+
 @bench_app.command("accuracy")
 @friendly
 def bench_accuracy(
@@ -251,8 +258,7 @@ def bench_accuracy(
     from ftpdet.bench.presets import PRESETS
     from ftpdet.bench.report import publish
 
-    if preset not in PRESETS:
-        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    check_preset(preset)
     if SMOKE:
         smoke_note(f"benchmark preset {preset}")
         preset, seeds = "smoke", None
@@ -284,11 +290,11 @@ def bench_variant(
     a change before making it a default."""
     from ftpdet.bench.accuracy import AccuracyBench
     from ftpdet.bench.presets import PRESETS
+    from ftpdet.bench.report import distinguishable
     from ftpdet.distill import parse_method
     from ftpdet.engine.evaluate import mean_std
 
-    if preset not in PRESETS:
-        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    check_preset(preset)
     parse_method(method)
     if teacher not in ("main", "hetero"):
         raise typer.BadParameter(f"--teacher must be main or hetero, not {teacher!r}")
@@ -304,8 +310,9 @@ def bench_variant(
     typer.echo(f"\n{method} {' '.join(set_)} against {method} {against} (AP %, preset {preset}, {teacher} teacher):")
     for r in rows:
         typer.echo(f"  seed {r['seed']}: {r['AP']:.2f} vs {r['base_AP']:.2f} ({r['difference']:+.2f})")
-    m, sd = mean_std([r["difference"] for r in rows])
-    verdict = "a difference (|mean| > std)" if len(rows) > 1 and abs(m) > sd else "not distinguishable from seed noise"
+    diffs = [r["difference"] for r in rows]
+    m, sd = mean_std(diffs)
+    verdict = "a difference (|mean| > std)" if distinguishable(diffs) else "not distinguishable from seed noise"
     typer.echo(f"  paired difference: {m:+.2f} ± {sd:.2f} over {len(rows)} seed(s): {verdict}")
 
 
@@ -328,8 +335,7 @@ def bench_speed(
     from ftpdet.bench.report import publish
     from ftpdet.bench.speed import run_speed
 
-    if preset not in PRESETS:
-        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    check_preset(preset)
     if from_bench is not None:
         from ftpdet.bench.accuracy import trained_pair
 

@@ -67,6 +67,14 @@ def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
     return [a[s] - b[s] for s in sorted(a) if s in b]
 
 
+def distinguishable(diffs: list[float]) -> bool:
+    """The report's rule for 'a difference': over more than one seed, |mean| of the paired differences > their std."""
+    if len(diffs) < 2:
+        return False
+    m, s = mean_std(diffs)
+    return abs(m) > s
+
+
 def closure(method: dict[int, float], base: dict[int, float], teacher: float | None) -> float | None:
     """Gap closure from the means over the paired seeds: (method - base) / (teacher - base)."""
     d = paired(method, base)
@@ -150,7 +158,7 @@ def part_effects(res: Results) -> list[str]:
         if d:
             m, s = mean_std(d)
             lines.append(f"| {name} | {', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | "
-                         f"{'yes' if len(d) > 1 and abs(m) > s else 'no'} |")
+                         f"{'yes' if distinguishable(d) else 'no'} |")
     return lines
 
 
@@ -179,7 +187,7 @@ def choice_table(res: Results, table: str, label_col: str) -> list[str]:
         m, s = mean_std(d) if d else (None, None)
         lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | {', '.join(f'{x:+.2f}' for x in d)} | "
                      + ("" if m is None else f"{m:+.2f} ± {s:.2f}") + " | "
-                     + ("" if m is None else ("yes" if len(d) > 1 and abs(m) > s else "no")) + " |")
+                     + ("" if m is None else ("yes" if distinguishable(d) else "no")) + " |")
     return lines
 
 
