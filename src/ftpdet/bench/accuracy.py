@@ -34,7 +34,7 @@ from ftpdet.distill import parse_method
 from ftpdet.engine.evaluate import METRIC_KEYS
 from ftpdet.errors import DatasetError, FtpdetError
 
-RESULTS_VERSION = 2  # 2: PD positions and DLT modes run on the ablation seeds
+RESULTS_VERSION = 2  # 2: PD positions and DLT modes run on the ablation seeds; the pair has its own hetero_seeds
 
 
 @dataclass(frozen=True)
@@ -283,12 +283,12 @@ class AccuracyBench:
                 teacher: str = "main") -> list[dict[str, Any]]:
         """One method with config overrides against the same method without them (at its defaults, or with `base`
         overrides applied to both sides), paired over seeds 0..seeds-1, with the benchmark's teacher (`main` or
-        `hetero`), schedule and seeds; runs already in `out` are reused. For trying a change before it becomes a table or a default:
-        one row per seed with both APs and their difference."""
+        `hetero`), schedule and seeds; runs already in `out` are reused. For trying a change before it becomes a
+        table or a default: one row per seed with both APs and their difference."""
         self.prepare_data()
         rows = []
+        label = " ".join(overrides)
         for seed in range(seeds):
-            label = " ".join(overrides)
             print(f"\n== {method} {label}, seed {seed} (and without it, paired)")
             new, _ = self.run(RunSpec("variant", label, method, seed, teacher, (*base, *overrides)))
             base_rec, _ = self.run(RunSpec("variant", "base", method, seed, teacher, base))
@@ -313,8 +313,8 @@ class AccuracyBench:
                      "num_train": p.num_train if self.user_data is None else None,
                      "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
             "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,
-                         "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds, "hetero_seeds": p.hetero_seeds,
-                         "ablation_seeds": p.ablation_seeds},
+                         "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds,
+                         "ablation_seeds": p.ablation_seeds, "hetero_seeds": p.hetero_seeds},
             "configs": dict(self.configs),
             "commit": git_commit(),
             "student_params_m": round(self.params_m(self.config("student", 0)), 3),

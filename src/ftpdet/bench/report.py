@@ -75,6 +75,12 @@ def distinguishable(diffs: list[float]) -> bool:
     return abs(m) > s
 
 
+def difference_cells(d: list[float]) -> str:
+    """Three table cells for paired differences: per seed, mean ± std, and whether they are distinguishable."""
+    m, s = mean_std(d)
+    return f"{', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | {'yes' if distinguishable(d) else 'no'}"
+
+
 def closure(method: dict[int, float], base: dict[int, float], teacher: float | None) -> float | None:
     """Gap closure from the means over the paired seeds: (method - base) / (teacher - base)."""
     d = paired(method, base)
@@ -156,9 +162,7 @@ def part_effects(res: Results) -> list[str]:
     for name, on, off in PART_EFFECTS:
         d = paired(res.values(res.row("ablation", on)), res.values(res.row("ablation", off)))
         if d:
-            m, s = mean_std(d)
-            lines.append(f"| {name} | {', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | "
-                         f"{'yes' if distinguishable(d) else 'no'} |")
+            lines.append(f"| {name} | {difference_cells(d)} |")
     return lines
 
 
@@ -184,10 +188,7 @@ def choice_table(res: Results, table: str, label_col: str) -> list[str]:
             lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | (the defaults) | | |")
             continue
         d = paired(res.values(row), default)
-        m, s = mean_std(d) if d else (None, None)
-        lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | {', '.join(f'{x:+.2f}' for x in d)} | "
-                     + ("" if m is None else f"{m:+.2f} ± {s:.2f}") + " | "
-                     + ("" if m is None else ("yes" if distinguishable(d) else "no")) + " |")
+        lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | {difference_cells(d) if d else ' | | '} |")
     return lines
 
 
