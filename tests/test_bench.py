@@ -4,12 +4,12 @@ import json
 import shutil
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key
+from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
-from ftpdet.bench.report import Results, choice_table, closure, paired, targets, write_report
+from ftpdet.bench.stats import Results, closure, paired
+from ftpdet.bench.tables import answers, choice_table
 from ftpdet.cli import app
 from ftpdet.data.coco import CocoDetection
 from ftpdet.engine.train import train
@@ -66,7 +66,7 @@ def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
     assert results["teachers"]["main"]["backbone"] != results["teachers"]["hetero"]["backbone"]
     report = (out / "benchmarks.md").read_text()
     for heading in ("### Main comparison", "### FTPD against each baseline", "### FTPD ablation", "### Where PD distils", "### How DLT sets",
-                    "### LD's temperature", "### Heterogeneous pair", "### Targets"):
+                    "### LD's temperature", "### Heterogeneous pair", "### Does FTPD beat the baselines on this data?"):
         assert heading in report, heading
     for png in ("bars.png", "curves.png", "tau.png"):
         assert (out / "benchmarks" / png).stat().st_size > 5000, png
@@ -158,6 +158,26 @@ def test_run_key_covers_the_runs_methods_only(tiny_data, tmp_path):
     assert run_key(cfg, "kd", "t", "d") != run_key(cfg, "kd", "other teacher", "d")
 
 
+def test_the_cache_key_covers_the_code_a_run_executes_and_nothing_else(tiny_data, tmp_path):
+    """A change that can move a number (engine, models, data, the run's methods) is in the key; one that cannot
+    (report, CLI, another method's file) is not."""
+    kd, ftpd, plain = training_modules(["kd"]), training_modules(["ftpd"]), training_modules([])
+    for module in ("ftpdet.engine.train", "ftpdet.engine.step", "ftpdet.models.detector", "ftpdet.models.criterion",
+                   "ftpdet.models.backbones", "ftpdet.data.coco", "ftpdet.data.transforms", "ftpdet.losses",
+                   "ftpdet.distributed", "ftpdet.config", "ftpdet.methods.base", "ftpdet.methods.kd"):
+        assert module in kd, module
+    assert {"ftpdet.methods.ftpd", "ftpdet.methods.ctf", "ftpdet.methods.temperature"} <= set(ftpd) - set(kd)
+    assert not any(m.startswith(("ftpdet.bench", "ftpdet.cli", "ftpdet.demo", "ftpdet.methods.kd")) for m in plain)
+    assert not any(m.startswith(("ftpdet.bench", "ftpdet.cli", "ftpdet.plots")) for m in ftpd)
+    cfg = tiny_config(tiny_data, tmp_path)
+    key = run_key(cfg, "kd", "t", "d")
+    edited = {**kd, "ftpdet.models.detector": tiny_data / "annotations" / "instances_val.json"}  # another source
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("ftpdet.bench.accuracy.training_modules", lambda methods: edited)
+        assert run_key(cfg, "kd", "t", "d") != key
+    assert run_key(cfg, "kd", "t", "d") == key
+
+
 def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults():
     def rec(key, seed, ap):
         return {"key": key, "seed": seed, "AP": ap, "AP50": 2 * ap, "AP75": ap, "status": "done"}
@@ -176,7 +196,7 @@ def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults
     assert lines[3] == "| std | 2 | 5.25 ± 0.35 | 10.50 ± 0.71 | 5.25 ± 0.35 | +0.50, -1.00 | -0.25 ± 1.06 | no |"
 
 
-def test_hetero_target_needs_a_paired_lead_over_kd_and_ld():
+def test_hetero_answer_needs_a_paired_lead_over_kd_and_ld():
     def data(ftpd, kd, ld):
         recs, rows = [], []
         for name, aps in (("ftpd", ftpd), ("kd", kd), ("ld", ld)):
@@ -186,14 +206,16 @@ def test_hetero_target_needs_a_paired_lead_over_kd_and_ld():
         return Results({"records": recs, "tables": {"hetero": rows}, "teachers": {}})
 
     def hetero_line(res):
-        return next(x for x in targets(res, {}, None) if x.startswith("| heterogeneous pair"))
+        return next(x for x in answers(res, None) if x.startswith("| With a teacher of another architecture"))
 
-    # higher mean over KD (+0.5) but the per-seed differences (+2.5, -1.0, 0.0) swing more than that: missed
+    # higher mean over KD (+0.5) but the per-seed differences (+2.5, -1.0, 0.0) swing more than that: not a yes
     line = hetero_line(data([6.5, 4.0, 5.0], [4.0, 5.0, 5.0], [3.0, 3.0, 3.0]))
-    assert "FTPD - KD +0.50 ± 1.80" in line and line.endswith("**missed** |")
+    assert "FTPD - KD +0.50 ± 1.80" in line and line.endswith("**not resolved** |")
     line = hetero_line(data([6.0, 5.5, 5.2], [5.0, 5.0, 4.9], [3.0, 3.0, 3.0]))
-    assert "FTPD - KD +0.60 ± 0.36" in line and line.endswith("**met** |")
-    assert hetero_line(data([6.0], [5.0], [3.0])).endswith("**met** |")  # one seed: the means decide, as reported
+    assert "FTPD - KD +0.60 ± 0.36" in line and line.endswith("**yes** |")
+    assert hetero_line(data([6.0], [5.0], [3.0])).endswith("**yes** |")  # one seed: the means decide, as reported
+    # behind KD on every seed: a plain no
+    assert hetero_line(data([4.0, 4.1, 3.9], [5.0, 5.2, 5.1], [3.0, 3.0, 3.0])).endswith("**no** |")
 
 
 def test_seeds_are_paired_distillation_sees_the_plain_runs_augmentations(tiny_data, teacher_ckpt, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import sys
 from typer.testing import CliRunner
 
 from ftpdet.cli import app
-from ftpdet.engine.checkpoint import load_checkpoint
+from ftpdet.checkpoint import load_checkpoint
 
 runner = CliRunner()
 

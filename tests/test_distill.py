@@ -5,17 +5,18 @@ import copy
 import pytest
 import torch
 
-from ftpdet.config import LossConfig, ModelConfig, load_config
+from ftpdet.checkpoint import load_checkpoint, load_teacher
+from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection, collate
-from ftpdet.distill import METHODS, build_methods, parse_method
-from ftpdet.distill.base import Distiller, load_teacher
-from ftpdet.distill.ctf import ctf_loss
-from ftpdet.distill.temperature import dlt_kl, dlt_temperature
-from ftpdet.engine.checkpoint import load_checkpoint
+from ftpdet.engine.step import Trainee, weigh, weight_table
 from ftpdet.engine.train import train
 from ftpdet.errors import CheckpointError, ConfigError
+from ftpdet.methods import METHODS, build_methods, parse_method
+from ftpdet.methods.ctf import ctf_loss
+from ftpdet.methods.temperature import dlt_kl, dlt_temperature
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector
+from ftpdet.sections import LossConfig, ModelConfig
 from tests.conftest import tiny_config
 
 ALL_METHODS = list(METHODS) + ["ftpd+pkd"]
@@ -32,14 +33,30 @@ def batch(tiny_data):
     return collate([ds[i] for i in range(4)])
 
 
+class Distiller(Trainee):
+    """The training step's Trainee with its weight table, called as these tests call it: (GFL's terms raw, the
+    distillation terms weighted), so each assertion reads the loss the optimiser sees."""
+
+    def __init__(self, student, teacher, methods, criterion, weights) -> None:
+        super().__init__(student, criterion, teacher, methods)
+        self.weights = weights
+
+    def __call__(self, images, targets):
+        raw = super().__call__(images, targets)
+        weighted = weigh(raw, self.weights)
+        return ({k: v for k, v in raw.items() if k.startswith("loss_")},
+                {k: v for k, v in weighted.items() if k.startswith("distill_")})
+
+
 def make_distiller(teacher, student, spec="ftpd", overrides=()):
     cfg = load_config(None, list(overrides))
     crit = GFLLoss(LossConfig(), student.num_classes, student.cfg.reg_max, 9)
-    return Distiller(student, teacher, build_methods(spec, cfg.distill, student, teacher), crit)
+    weights = weight_table(cfg.loss, cfg.distill, spec)
+    return Distiller(student, teacher, build_methods(spec, cfg.distill, student, teacher), crit, weights)
 
 
 def teacher_model(path):
-    from ftpdet.engine.checkpoint import load_model
+    from ftpdet.checkpoint import load_model
 
     return load_model(path)[0]
 
@@ -144,7 +161,7 @@ def test_pd_cross_position_trains_layers_up_to_k_and_leaves_no_trace_in_the_stud
     assert head.reg_convs[0][0].weight.grad.abs().sum() > 0
     assert head.cls_convs[1][0].weight.grad is None  # layers after k and the predictors: not from distillation
     assert head.cls_out.weight.grad is None
-    assert student.backbone.features[0][0].weight.grad.abs().sum() > 0
+    assert student.backbone.features.get_submodule("0.0").weight.grad.abs().sum() > 0
     assert list(d.methods["ftpd"].state_dict())  # the adapter (32 -> 48 ch) lives in the method, not the student
 
 
@@ -199,15 +216,42 @@ def test_method_names_are_checked():
         parse_method("ftpd+fitnet")
     with pytest.raises(ConfigError, match="listed twice"):
         parse_method("ld+ld")
+    # in a config, a misspelt method gets the close-match hint every unknown key gets
+    with pytest.raises(ConfigError, match=r"'distill.method': unknown method 'ftdp' \(did you mean 'ftpd'\?\)"):
+        load_config(None, ["distill.method=ftdp"])
+    assert load_config(None, ["distill.method=FTPD+pkd"]).distill.method == "ftpd+pkd"
 
 
-def test_the_api_function_survives_importing_the_methods_package():
+def test_each_method_owns_its_config_section_and_weights():
+    """Adding a method is its file plus one line in METHODS: its section, defaults and weights come from it."""
+    cfg = load_config(None, ["distill.ld.cls_weight=3", "distill.crosskd.giou_weight=0.5"])
+    for name, method in METHODS.items():
+        assert type(getattr(cfg.distill, name)) is method.Config, name
+    table = weight_table(cfg.loss, cfg.distill, "ld+crosskd")
+    assert table["distill_ld_cls"] == 3.0 and table["distill_crosskd_giou"] == 0.5 and table["loss_giou"] == 2.0
+    with pytest.raises(ConfigError, match=r"unknown key 'distill.ld.temprature' \(did you mean 'temperature'\?\)"):
+        load_config(None, ["distill.ld.temprature=2"])
+    with pytest.raises(ConfigError, match=r"unknown key 'distill.methd' \(did you mean 'method'\?\)"):
+        load_config(None, ["distill.methd=kd"])
+
+
+def test_api_functions_and_modules_do_not_share_names():
+    """`ftpdet.distill(...)` and `ftpdet.export(...)` stay functions after every submodule is imported, with no
+    module-class swap: no module or package of ftpdet has the name of an API function."""
+    import importlib
+    import pkgutil
+    import types
+
     import ftpdet
-    import ftpdet.distill.ftpd  # noqa: F401 - the import system would set the package as ftpdet.distill
-    import ftpdet.export  # noqa: F401 - and the module as ftpdet.export
 
-    assert callable(ftpdet.distill) and ftpdet.distill.__module__ == "ftpdet.api"
-    assert callable(ftpdet.export) and ftpdet.export.__module__ == "ftpdet.api"
+    modules = [m.name for m in pkgutil.walk_packages(ftpdet.__path__, "ftpdet.") if m.name != "ftpdet.__main__"]
+    for name in modules:
+        importlib.import_module(name)
+    top_level = {m.split(".")[1] for m in modules}
+    assert not top_level & {"train", "distill", "evaluate_checkpoint", "predict", "export"}, top_level
+    assert type(ftpdet) is types.ModuleType
+    for name in ("train", "distill", "evaluate_checkpoint", "predict", "export"):
+        assert callable(getattr(ftpdet, name)) and getattr(ftpdet, name).__module__ == "ftpdet.api", name
 
 
 @pytest.mark.parametrize("spec", ALL_METHODS)
@@ -229,7 +273,7 @@ def test_a_batch_without_objects_gives_finite_terms_and_a_gradient_for_every_par
 
 def test_ld_class_kd_is_averaged_over_classes(teacher_ckpt, batch):
     """LD's class term follows its repository (mean over classes): 1/C of the summed KL, not C times more."""
-    from ftpdet.distill.functional import edge_kl, normalised
+    from ftpdet.methods.functional import edge_kl, normalised
 
     images, targets = batch
     teacher = teacher_model(teacher_ckpt)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftpdet.engine.checkpoint import load_checkpoint
+from ftpdet.checkpoint import load_checkpoint
 
 BIN = Path(sys.executable).parent
 # No augmentation: one process and two ranks then see exactly the same images per global batch.

@@ -11,7 +11,7 @@ from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from ftpdet.cli import app
-from ftpdet.config import EvalConfig
+from ftpdet.sections import EvalConfig
 from ftpdet.engine.evaluate import METRIC_KEYS, coco_from_dict, coco_metrics, to_coco_results
 from ftpdet.models.detector import postprocess
 

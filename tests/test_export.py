@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from ftpdet.api import evaluate_checkpoint
 from ftpdet.cli import app
 from ftpdet.data.coco import CocoDetection, collate
-from ftpdet.engine.checkpoint import load_model
-from ftpdet.export import OnnxDetector, export_onnx, load_detector
+from ftpdet.checkpoint import load_model
+from ftpdet.onnx_export import InferenceGraph, export_onnx
+from ftpdet.runtime import OnnxPredictor, load_predictor
 
 runner = CliRunner()
 
@@ -30,11 +31,9 @@ def test_raw_outputs_match_pytorch_within_1e_4(exported):
     model, cfg, _ = load_model(ckpt)
     ds = CocoDetection(root / "annotations" / "instances_train.json", root / "train", cfg.data.image_size)
     images, _ = collate([ds[i] for i in range(5)])  # a batch size the example input did not have
-    from ftpdet.export import InferenceGraph
-
     with torch.no_grad():
         expected = InferenceGraph(model)(images)
-    got = OnnxDetector(path).run(images)
+    got = OnnxPredictor(path).run(images)
     for name, ref in zip(("cls_logits", "edge_logits", "scores", "boxes"), expected):
         assert got[name].shape == tuple(ref.shape), name
         tol = 1e-4 if name != "boxes" else 1e-4 * cfg.data.image_size  # boxes are in pixels, logits in units
@@ -59,7 +58,7 @@ def test_metadata_carries_classes_size_and_preprocessing(exported):
     assert json.loads(meta["class_names"]) == stored.names
     assert json.loads(meta["categories"])["ids"] == stored.ids
     assert meta["image_size"] == "96" and "letterbox" in meta["preprocessing"]
-    det, cfg, cats = load_detector(path)
+    det, cfg, cats = load_predictor(path)
     assert cats.names == stored.names and cfg.data.image_size == 96
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from ftpdet.config import ModelConfig
+from ftpdet.sections import ModelConfig
 from ftpdet.errors import CheckpointError, ConfigError
 from ftpdet.models.backbones import build_backbone
 from ftpdet.models.detector import build_detector

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from ftpdet.engine.checkpoint import load_checkpoint
+from ftpdet.checkpoint import load_checkpoint
 from ftpdet.engine.train import lr_factor, train
 from ftpdet.errors import ConfigError, TrainingError
-from ftpdet.config import TrainConfig
+from ftpdet.sections import TrainConfig
 from tests.conftest import tiny_config
 
 

@@ -1,25 +1,28 @@
-"""The Python API, mirroring the CLI: ftpdet.train, ftpdet.distill, ftpdet.evaluate_checkpoint, ftpdet.predict."""
+"""The Python API, mirroring the CLI: ftpdet.train, ftpdet.distill, ftpdet.evaluate_checkpoint, ftpdet.predict,
+ftpdet.export. Each function imports what it needs when called, so `import ftpdet` stays light."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ftpdet.config import Config, load_config
+if TYPE_CHECKING:
+    from ftpdet.config import Config
 
 
 def _as_config(config: Config | str | Path, overrides: list[str] | None) -> Config:
+    from ftpdet.config import Config, apply_overrides, config_from_dict, load_config
+
     if isinstance(config, Config):
         if overrides:
-            from ftpdet.config import apply_overrides, config_from_dict
-
             return config_from_dict(apply_overrides(config.model_dump(), overrides), source="overrides")
         return config
     return load_config(config, overrides)
 
 
 def train(config: Config | str | Path, overrides: list[str] | None = None, **kwargs: Any):
-    """Train from a Config, a YAML path or a builtin config name. kwargs: resume, overwrite, stop_after."""
+    """Train from a Config, a YAML path or a builtin config name. kwargs: resume, overwrite, stop_after.
+    A config that names a teacher (`distill.teacher`) distils from it."""
     from ftpdet.engine.train import train as _train
 
     return _train(_as_config(config, overrides), **kwargs)
@@ -27,16 +30,21 @@ def train(config: Config | str | Path, overrides: list[str] | None = None, **kwa
 
 def distill(
     config: Config | str | Path,
-    teacher: str | Path,
-    method: str = "ftpd",
+    teacher: str | Path | None = None,
+    method: str | None = None,
     overrides: list[str] | None = None,
     **kwargs: Any,
 ):
-    """Distil a student (config) from a teacher checkpoint with `method` (kd, ld, crosskd, bckd, pkd, ftpd,
-    or a combination such as ftpd+pkd). kwargs: resume, overwrite, stop_after, progress."""
+    """Distil a student (config) from a teacher checkpoint (default: the config's `distill.teacher`) with `method`
+    (kd, ld, crosskd, bckd, pkd, ftpd, or a combination such as ftpd+pkd; default: the config's `distill.method`,
+    ftpd unless set). kwargs: resume, overwrite, stop_after, progress."""
     from ftpdet.engine.train import train as _train
+    from ftpdet.errors import ConfigError
 
-    return _train(_as_config(config, overrides), teacher=teacher, method=method, **kwargs)
+    cfg = _as_config(config, overrides)
+    if teacher is None and cfg.distill.teacher is None and not kwargs.get("resume"):
+        raise ConfigError("distill: no teacher; pass --teacher T.pt or set distill.teacher in the config")
+    return _train(cfg, teacher=teacher, method=method, **kwargs)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, ann: str | Path, images: str | Path) -> tuple[dict[str, float], list]:
@@ -44,17 +52,17 @@ def evaluate_checkpoint(checkpoint: str | Path, ann: str | Path, images: str | P
     run by ONNX Runtime) on a COCO-format set."""
     from ftpdet.data.coco import CocoDetection
     from ftpdet.engine.evaluate import evaluate
-    from ftpdet.export import load_detector
+    from ftpdet.runtime import load_predictor
 
-    model, cfg, cats = load_detector(checkpoint)
+    model, cfg, cats = load_predictor(checkpoint)
     dataset = CocoDetection(ann, images, cfg.data.image_size, train=False, categories=cats)
     return evaluate(model, dataset, cfg.eval)
 
 
 def export(checkpoint: str | Path, out: str | Path, image_size: int | None = None, dynamic_batch: bool = False,
            nms: bool = False) -> Path:
-    """The checkpoint's student as an ONNX inference graph (see ftpdet.export)."""
-    from ftpdet.export import export_onnx
+    """The checkpoint's student as an ONNX inference graph (see ftpdet.onnx_export)."""
+    from ftpdet.onnx_export import export_onnx
 
     return export_onnx(checkpoint, out, image_size=image_size, dynamic_batch=dynamic_batch, nms=nms)
 
@@ -62,8 +70,8 @@ def export(checkpoint: str | Path, out: str | Path, image_size: int | None = Non
 def predict(checkpoint: str | Path, images: list[str | Path], out: str | Path, score_thr: float = 0.3) -> list[Path]:
     """Draw detections above score_thr on each image; returns the written PNG paths. checkpoint: .pt or .onnx."""
     from ftpdet.engine.predict import predict_files
-    from ftpdet.export import load_detector
+    from ftpdet.runtime import load_predictor
 
-    model, cfg, cats = load_detector(checkpoint)
+    model, cfg, cats = load_predictor(checkpoint)
     eval_cfg = cfg.eval.model_copy(update={"score_thr": score_thr})
     return predict_files(model, [Path(p) for p in images], Path(out), cfg.data.image_size, eval_cfg, cats.names)

@@ -28,11 +28,15 @@ bench_app = typer.Typer(help="Benchmarks: accuracy of every method over paired s
 app.add_typer(bench_app, name="bench")
 
 
-# FTPDET_SMOKE=1 shrinks every schedule to seconds (tiny datasets, 1 epoch, 64 px, the smoke benchmark preset) so
-# a test can run each command of the README and the tutorial as written; never set it for real work.
+# FTPDET_SMOKE=1 shrinks every schedule to seconds (ftpdet.config.SMOKE_SCHEDULE / SMOKE_DATA, the smoke benchmark
+# preset) so a test can run each command of the README and the tutorial as written; never set it for real work.
 SMOKE = os.environ.get("FTPDET_SMOKE") == "1"
-SMOKE_OVERRIDES = ["train.epochs=1", "train.batch_size=8", "train.warmup_steps=2", "train.log_every=1",
-                   "train.eval_every=1", "data.image_size=64"]
+
+
+def smoke_overrides() -> list[str]:
+    from ftpdet.config import SMOKE_SCHEDULE
+
+    return list(SMOKE_SCHEDULE) if SMOKE else []
 
 
 def smoke_note(what: str) -> None:
@@ -46,7 +50,7 @@ def is_rank_zero() -> bool:
 
 
 def ensure_writable(path: Path) -> Path:
-    from ftpdet.engine.checkpoint import ensure_writable as check
+    from ftpdet.files import ensure_writable as check
 
     return check(path)
 
@@ -82,11 +86,13 @@ def data_synth(
     min_object_size: Annotated[float, typer.Option(help="Smallest object extent in pixels (tiny ones are hard).")] = 6.0,
 ) -> None:
     """Write the built-in shapes dataset in COCO format."""
+    from ftpdet.config import SMOKE_DATA
     from ftpdet.data.synth import synthesize
 
     if SMOKE:
         smoke_note("dataset")
-        num_train, num_val, image_size = min(num_train, 24), min(num_val, 8), 64
+        num_train, num_val = min(num_train, SMOKE_DATA["num_train"]), min(num_val, SMOKE_DATA["num_val"])
+        image_size = SMOKE_DATA["image_size"]
 
     try:
         synthesize(out, seed=seed, num_train=num_train, num_val=num_val, image_size=image_size, num_classes=classes,
@@ -127,11 +133,12 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue the run in train.out_dir from its last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start over in a run directory that already holds a run.")] = False,
 ) -> None:
-    """Train a GFL detector; writes last.pt, best.pt, metrics.jsonl, curves.png and eval.json."""
+    """Train a GFL detector; writes last.pt, best.pt, metrics.jsonl, curves.png and eval.json. (A config that names a
+    teacher in distill.teacher distils from it, as `ftpdet distill` does.)"""
     from ftpdet.api import train
 
     smoke_note("training schedule")
-    result = train(config, overrides=(set_ or []) + (SMOKE_OVERRIDES if SMOKE else []), resume=resume, overwrite=overwrite)
+    result = train(config, overrides=(set_ or []) + smoke_overrides(), resume=resume, overwrite=overwrite)
     if is_rank_zero():  # under torchrun every process returns; one line is enough
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
 
@@ -140,8 +147,10 @@ def train_cmd(
 @friendly
 def distill_cmd(
     config: Annotated[str, typer.Argument(help="Student YAML config path, or a builtin name such as demo_student.")],
-    teacher: Annotated[Path, typer.Option(help="Teacher checkpoint (.pt) trained on the same classes.")],
-    method: Annotated[str, typer.Option(help="kd | ld | crosskd | bckd | pkd | ftpd, or a combination: ftpd+pkd.")] = "ftpd",
+    teacher: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint (.pt) trained on the same classes "
+                                                    "(default: the config's distill.teacher).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="kd | ld | crosskd | bckd | pkd | ftpd, or a combination: "
+                                                  "ftpd+pkd (default: the config's distill.method, ftpd).")] = None,
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in train.out_dir from its last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start over in a run directory that already holds a run.")] = False,
@@ -150,7 +159,7 @@ def distill_cmd(
     from ftpdet.api import distill
 
     smoke_note("training schedule")
-    result = distill(config, teacher=teacher, method=method, overrides=(set_ or []) + (SMOKE_OVERRIDES if SMOKE else []),
+    result = distill(config, teacher=teacher, method=method, overrides=(set_ or []) + smoke_overrides(),
                      resume=resume, overwrite=overwrite)
     if is_rank_zero():
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
@@ -290,9 +299,8 @@ def bench_variant(
     a change before making it a default."""
     from ftpdet.bench.accuracy import AccuracyBench
     from ftpdet.bench.presets import PRESETS
-    from ftpdet.bench.report import distinguishable
-    from ftpdet.distill import parse_method
-    from ftpdet.engine.evaluate import mean_std
+    from ftpdet.bench.stats import distinguishable, mean_std
+    from ftpdet.methods import parse_method
 
     check_preset(preset)
     parse_method(method)

@@ -8,18 +8,16 @@ save plots, prediction images, a DLT temperature picture and a report under the 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from ftpdet.config import Config, load_config
+from ftpdet.config import SMOKE_DATA, SMOKE_SCHEDULE, Config, load_config
 from ftpdet.engine.evaluate import METRIC_KEYS
+from ftpdet.provenance import machine_description
 
 FULL = {"num_train": 1600, "num_val": 400, "image_size": 128}
-QUICK = {"num_train": 48, "num_val": 16, "image_size": 64}
-QUICK_TRAIN = ["train.epochs=1", "train.batch_size=8", "train.warmup_steps=2", "train.log_every=2", "data.image_size=64"]
 
 
 def _dataset(out: Path, quick: bool) -> Path:
@@ -27,7 +25,7 @@ def _dataset(out: Path, quick: bool) -> Path:
 
     data = out / "data"
     # 1,600 / 400 images: three runs (teacher, student, FTPD student) fit in 10 minutes on 2 CPU cores.
-    spec = {"seed": 0, **(QUICK if quick else FULL)}
+    spec = {"seed": 0, **(SMOKE_DATA if quick else FULL)}
     t = time.perf_counter()
     if synthesize_once(data, **spec):
         print(f"built-in dataset: {spec['num_train']} train / {spec['num_val']} val images in {time.perf_counter() - t:.0f} s -> {data}")
@@ -38,7 +36,7 @@ def _dataset(out: Path, quick: bool) -> Path:
 
 def _config(name: str, run_dir: Path, data: Path, quick: bool) -> Config:
     overrides = [f"data.root={data}", f"train.out_dir={run_dir}"]
-    return load_config(name, overrides + (QUICK_TRAIN if quick else []))
+    return load_config(name, overrides + (list(SMOKE_SCHEDULE) if quick else []))
 
 
 def _params(model: torch.nn.Module) -> float:
@@ -89,21 +87,6 @@ def _predictions(out: Path, models: dict[str, tuple], data: Path, count: int = 4
     return written
 
 
-def machine_description() -> str:
-    """CPU model and thread count (or the GPU), for reports: timings mean little without the machine."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
 def format_table(runs: dict[str, dict]) -> str:
     head = f"| model | params (M) | {' | '.join(METRIC_KEYS)} | train time (s) |"
     rule = "|" + "---|" * (len(METRIC_KEYS) + 3)
@@ -116,7 +99,7 @@ def format_table(runs: dict[str, dict]) -> str:
 
 
 def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
-    from ftpdet.engine.checkpoint import load_model
+    from ftpdet.checkpoint import load_model
     from ftpdet.engine.train import train
 
     t_start = time.perf_counter()

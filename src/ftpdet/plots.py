@@ -17,7 +17,8 @@ def plot_curves(metrics_jsonl: str | Path, out_png: str | Path, title: str = "")
     train = [r for r in records if "eval" not in r]
     evals = [r for r in records if "eval" in r]
     fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
-    keys = sorted({k for r in train for k in r if k.startswith("loss") or k.startswith("distill")})
+    # weighted terms (what the optimiser sums); the raw ones (`<name>_raw`) are in metrics.jsonl beside them
+    keys = sorted({k for r in train for k in r if k.startswith(("loss", "distill")) and not k.endswith("_raw")})
     for k in keys:
         pts = [(r["step"], r[k]) for r in train if k in r]
         if pts:

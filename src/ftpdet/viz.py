@@ -11,13 +11,12 @@ from pathlib import Path
 
 import torch
 
+from ftpdet.checkpoint import load_model, load_teacher
 from ftpdet.data.coco import decode_image
 from ftpdet.data.transforms import build_transforms, make_sample
-from ftpdet.distill.base import load_teacher
-from ftpdet.distill.functional import split_edges
-from ftpdet.distill.temperature import dlt_temperature
-from ftpdet.engine.checkpoint import load_model
 from ftpdet.errors import DatasetError
+from ftpdet.methods.functional import split_edges
+from ftpdet.methods.temperature import dlt_temperature
 
 
 @torch.no_grad()

@@ -1,12 +1,13 @@
 """`ftpdet bench accuracy`: FTPD against every baseline, the FTPD ablation, PD positions, the LD temperature
 sweep and a heterogeneous pair, over paired seeds, resumable.
 
-Every run is keyed by a hash of what determines its result (the resolved config without its output
-directory, the method and its source code, the teacher's key and a fingerprint of the data), so a run shared by two tables
-(FTPD's defaults are both the main row and the ablation's "full" row) is trained once, a finished run is
-never trained again, and an interrupted one resumes from its last checkpoint. Teachers are keyed the same
-way and trained once per config. (Changes to the engine or the models outside ftpdet/distill are not in the key:
-after such a change, start a fresh --out.)
+Every run is keyed by a hash of what determines its result: the resolved config (without its output
+directory and data paths), the method, the teacher's key, a fingerprint of the data (annotations and image
+bytes) and the source of every module a training run executes (`source_fingerprint`: data, models, losses,
+the run's methods, engine). So a run shared by two tables (FTPD's defaults are both the main row and the
+ablation's "full" row) is trained once, a finished run is never trained again, an interrupted one resumes
+from its last checkpoint, and any change that can move a number (code, config, data) retrains while one that
+cannot (the report, the CLI, another method's file) does not. Teachers are keyed the same way.
 
 Seeds are paired: seed k gives every student run the same initialisation and the same data order and
 augmentation (engine/train.py), so methods are compared per seed.
@@ -15,11 +16,9 @@ augmentation (engine/train.py), so methods are compared per seed.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import platform
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -29,10 +28,10 @@ from typing import Any
 from ftpdet.bench.presets import ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, Preset
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
-from ftpdet.demo import machine_description
-from ftpdet.distill import parse_method
 from ftpdet.engine.evaluate import METRIC_KEYS
 from ftpdet.errors import DatasetError, FtpdetError
+from ftpdet.methods import METHODS, parse_method
+from ftpdet.provenance import git_commit, machine_description
 
 RESULTS_VERSION = 2  # 2: PD positions and DLT modes run on the ablation seeds; the pair has its own hetero_seeds
 
@@ -73,10 +72,14 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[Ru
 
 
 def data_fingerprint(train_ann: Path, val_ann: Path, image_size: int) -> str:
-    """What the data contributes to a run's key: both annotation files' bytes and the input size."""
+    """What the data contributes to a run's key: both annotation files' bytes, every image file's name and bytes
+    in the folders beside them (a dataset redrawn with the same boxes is another dataset), and the input size."""
     h = hashlib.sha256()
-    for path in (train_ann, val_ann):
-        h.update(path.read_bytes())
+    for ann in (train_ann, val_ann):
+        h.update(ann.read_bytes())
+        split = ann.parent.parent / ann.stem.removeprefix("instances_")
+        for image in sorted(split.iterdir()) if split.is_dir() else ():
+            h.update(image.name.encode() + image.read_bytes())
     h.update(str(image_size).encode())
     return h.hexdigest()[:16]
 
@@ -87,43 +90,54 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     dump["train"].pop("out_dir")
     for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
         dump["data"].pop(k)
+    names = parse_method(method) if method is not None else []
     # Only the sections of the methods that run: changing one method's defaults must not retrain the others
-    # (distill.method is not read either; the method comes from the run).
-    if method is None:
-        dump.pop("distill")  # the plain student ignores the distillation section
-    else:
-        dump["distill"] = {name: dump["distill"][name] for name in parse_method(method)}
-    code = code_fingerprint(method) if method is not None else None
-    payload = json.dumps({"config": dump, "method": method, "teacher": teacher_key, "data": data_fp, "code": code},
-                         sort_keys=True)
+    # (distill.method and distill.teacher are not read either; method and teacher come from the run).
+    dump["distill"] = {name: dump["distill"][name] for name in names}
+    payload = json.dumps({"config": dump, "method": method, "teacher": teacher_key, "data": data_fp,
+                          "code": source_fingerprint(names)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def code_fingerprint(method: str) -> str:
-    """The source of the method's modules in ftpdet/distill and of the distill modules they import: changing
-    a method's code invalidates its runs (and only its runs), so a reused result comes from the checked-out code."""
-    folder = Path(importlib.import_module("ftpdet.distill").__file__).parent
-    todo = [*parse_method(method), "base"]
-    seen: set[str] = set()
-    h = hashlib.sha256()
+# Top-level (unindented) imports of ftpdet modules: `import ftpdet.a.b`, `from ftpdet.a import b, c`, and the
+# parenthesised form over several lines.
+IMPORT = re.compile(r"^(?:import (ftpdet[\w.]*)|from (ftpdet[\w.]*) import (?:\(([^)]*)\)|([\w, ]+)))", re.M)
+
+
+def training_modules(methods: list[str]) -> dict[str, Path]:
+    """{module: file} of every module a training run with `methods` executes: ftpdet.engine.train and, through
+    their top-level imports, the data, model, loss, method and engine modules it reaches, with their packages'
+    __init__ files (not the package root's: the API functions and the version). Methods outside the run are left out (the method table imports their files, but none of their
+    code runs), so editing FTPD does not retrain KD. Imports inside functions (the curves plot drawn at the end of
+    a run) are left out too: they cannot move a number."""
+    root = Path(__file__).resolve().parents[1]  # src/ftpdet
+    skip = {f"ftpdet.methods.{name}" for name in METHODS if name not in methods}
+    todo, found = ["ftpdet.engine.train"], {}
     while todo:
-        name = todo.pop()
-        if name in seen:
+        module = todo.pop()
+        if module in found or module in skip:
             continue
-        seen.add(name)
-        source = (folder / f"{name}.py").read_text()
-        h.update(name.encode() + source.encode())
-        todo += re.findall(r"^from ftpdet\.distill\.(\w+) import", source, flags=re.M)
+        parts = module.split(".")[1:]
+        if not parts:
+            continue  # the package root: the API and the version, nothing a number depends on
+        path = next((p for p in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py"))
+                     if p.is_file()), None)
+        if path is None:
+            continue  # a name imported from a module (`from ftpdet.pkg.mod import name`), not a module
+        found[module] = path
+        todo.append(module.rsplit(".", 1)[0])  # its package's __init__ runs first
+        for imp, frm, grouped, names in IMPORT.findall(path.read_text()):
+            todo.append(imp or frm)
+            todo += [f"{frm}.{n.strip()}" for n in (grouped or names).split(",") if frm and n.strip()]
+    return found
+
+
+def source_fingerprint(methods: list[str]) -> str:
+    """Hash of the source of `training_modules(methods)`: an edit to any of them retrains the runs that execute it."""
+    h = hashlib.sha256()
+    for module, path in sorted(training_modules(methods).items()):
+        h.update(module.encode() + path.read_bytes())
     return h.hexdigest()[:16]
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def metrics_record(result, steps: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ftpdet.config import SMOKE_DATA, SMOKE_SCHEDULE
+
 # The main pair is homogeneous (MobileNetV3-large teacher -> MobileNetV3-small student); the heterogeneous
 # pair swaps in a ResNet-18 teacher for the same student, so the student baseline is shared by both.
 MAIN_METHODS = ("kd", "ld", "crosskd", "bckd", "pkd", "ftpd", "ftpd+pkd")
@@ -65,10 +67,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # A pipeline check for `make test`: tiny models, a few iterations. Its numbers mean nothing.
     "smoke": Preset(
-        name="smoke", num_train=24, num_val=8, image_size=64,
+        name="smoke", num_train=SMOKE_DATA["num_train"], num_val=SMOKE_DATA["num_val"], image_size=SMOKE_DATA["image_size"],
         teacher="bench_teacher", hetero_teacher="demo_teacher", student="demo_student",
         teacher_epochs=1, student_epochs=1, eval_every=1, seeds=1, extra_seeds=1, ablation_seeds=1, hetero_seeds=1,
-        common=("train.batch_size=8", "train.warmup_steps=2", "train.log_every=1", "train.amp=none"),
+        common=(*SMOKE_SCHEDULE, "train.amp=none"),  # the preset's epochs and eval cadence come after these
         teacher_overrides=("model.backbone=mobilenet_v3_small", "model.fpn_channels=32", "model.head_channels=32"),
         hetero_overrides=("model.fpn_channels=32", "model.head_channels=32"),
         student_overrides=("model.fpn_channels=16", "model.head_channels=16"),

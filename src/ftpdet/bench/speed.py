@@ -19,16 +19,16 @@ from typing import Any, Callable
 import torch
 
 from ftpdet.bench.presets import MAIN_METHODS, Preset
+from ftpdet.checkpoint import load_model
 from ftpdet.config import Config, apply_overrides, config_from_dict, load_config
 from ftpdet.data.coco import CocoDetection, collate
-from ftpdet.demo import machine_description
-from ftpdet.distill import build_methods
-from ftpdet.distill.base import Distiller, freeze
-from ftpdet.engine.checkpoint import load_model
-from ftpdet.engine.train import build_optimizer
-from ftpdet.export import OnnxDetector, export_model
+from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_table
+from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
-from ftpdet.models.detector import build_detector
+from ftpdet.models.detector import build_detector, freeze
+from ftpdet.onnx_export import export_model
+from ftpdet.provenance import git_commit, machine_description
+from ftpdet.runtime import OnnxPredictor
 
 
 # What the place of PD costs: FTPD at its default position is in the methods; the other positions are timed too.
@@ -62,7 +62,6 @@ def run_speed(
     methods: tuple[str, ...] = MAIN_METHODS,
     command: str | None = None,
 ) -> Path:
-    from ftpdet.bench.accuracy import git_commit
     from ftpdet.data.synth import synthesize_once
 
     out = Path(out)
@@ -77,44 +76,30 @@ def run_speed(
     if not batches:
         raise ValueError(f"batch size {bs} exceeds the {len(ds)} speed-benchmark images")
     amp_on = cfg_s.train.amp == "bf16"
-    amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_on)  # noqa: E731
     torch.manual_seed(0)
     t_model, cfg_t = _model(cfg_t, ds.num_classes, teacher)
     s_model, cfg_s = _model(cfg_s, ds.num_classes, student)
     freeze(t_model)
     criterion = GFLLoss(cfg_s.loss, ds.num_classes, cfg_s.model.reg_max, cfg_s.model.atss_topk, cfg_s.model.atss_fallback)
-    weights = criterion.weights
     cursor = {"i": 0}
 
     def next_batch():
         cursor["i"] = (cursor["i"] + 1) % len(batches)
         return batches[cursor["i"]]
 
-    def make_step(module: torch.nn.Module, distiller: Distiller | None) -> Callable[[], None]:
-        opt = build_optimizer(module, cfg_s.train)
-
-        def step() -> None:
-            images, targets = next_batch()
-            if distiller is None:
-                with amp():
-                    outputs = s_model(images)
-                terms, _ = criterion(outputs, s_model.priors(outputs), targets)
-                extra: dict = {}
-            else:
-                terms, extra = distiller(images, targets, amp())
-            loss = sum(weights[k] * v for k, v in terms.items()) + sum(extra.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        return step
+    def make_step(trainee: Trainee, weights: dict[str, float]) -> Callable[[], None]:
+        """The training loop's own step (engine/step.py) on this trainee, without a learning-rate schedule."""
+        step = TrainStep(trainee.train(), build_optimizer(trainee, cfg_s.train), weights, cfg_s.train.grad_clip)
+        return lambda: step(*next_batch())
 
     @torch.no_grad()
     def teacher_forward() -> None:
-        with amp():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_on):
             t_model(next_batch()[0])
 
-    kinds: dict[str, Callable[[], None]] = {"student step": make_step(s_model, None), "teacher forward": teacher_forward}
+    plain = Trainee(s_model, criterion, amp=cfg_s.train.amp)
+    kinds: dict[str, Callable[[], None]] = {"student step": make_step(plain, weight_table(cfg_s.loss)),
+                                            "teacher forward": teacher_forward}
     variants = [(name, name, []) for name in methods] + [
         (f"ftpd, PD at {where}", "ftpd", [f"distill.ftpd.pd.position={pos}"]) for pos, where in FTPD_POSITIONS
         if pos != str(cfg_s.distill.ftpd.pd.position)
@@ -122,9 +107,9 @@ def run_speed(
     ]
     for label, spec, overrides in variants:
         distill_cfg = config_from_dict(apply_overrides(cfg_s.model_dump(), overrides)).distill
-        d = Distiller(s_model, t_model, build_methods(spec, distill_cfg, s_model, t_model), criterion).train()
-        kinds[label] = make_step(d, d)
-    s_model.train()
+        methods = build_methods(spec, distill_cfg, s_model, t_model)
+        trainee = Trainee(s_model, criterion, t_model, methods, amp=cfg_s.train.amp)
+        kinds[label] = make_step(trainee, weight_table(cfg_s.loss, distill_cfg, spec))
     for fn in kinds.values():  # warm-up: allocator, autocast caches, oneDNN kernels
         fn()
     samples: dict[str, list[float]] = {k: [] for k in kinds}
@@ -141,7 +126,7 @@ def run_speed(
     for role, model, cfg in (("teacher", t_model, cfg_t), ("student", s_model, cfg_s)):
         model.eval()
         onnx_path = export_model(model, cfg, ds.categories, out / f"{role}.onnx", dynamic_batch=True)
-        for runtime, det in (("PyTorch (float32)", model), ("ONNX Runtime (float32)", OnnxDetector(onnx_path))):
+        for runtime, det in (("PyTorch (float32)", model), ("ONNX Runtime (float32)", OnnxPredictor(onnx_path))):
             det.predict(images, cfg.eval)  # warm-up
             per_batch = statistics.median(_time(lambda: det.predict(images, cfg.eval), max(2, iters // 2))
                                           for _ in range(rounds))

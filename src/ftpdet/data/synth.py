@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from ftpdet.files import ensure_writable
+
 SHAPES: tuple[str, ...] = (
     "circle",
     "triangle",
@@ -249,8 +251,6 @@ def synthesize(
         raise ValueError(f"--image-size must be at least 32, got {image_size}")
     if not 2 <= min_object_size <= 0.5 * image_size:
         raise ValueError(f"--min-object-size must be in [2, image_size / 2], got {min_object_size}")
-    from ftpdet.engine.checkpoint import ensure_writable
-
     out = ensure_writable(out)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     for split, split_id, n in (("train", 0, num_train), ("val", 1, num_val)):

@@ -10,16 +10,16 @@ import copy
 import io
 from typing import Any
 
-import numpy as np
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader
+from torchvision.ops import clip_boxes_to_image
 from tqdm import tqdm
 
-from ftpdet.config import EvalConfig
 from ftpdet.data.coco import CocoDetection, collate
-from ftpdet.models.detector import model_device
+from ftpdet.predictor import Predictor
+from ftpdet.sections import EvalConfig
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -53,9 +53,7 @@ def to_coco_results(
     results = []
     for det, t in zip(dets, targets):
         h, w = t["orig_size"]
-        boxes = (det["boxes"].float() / t["scale"]).cpu().numpy()
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        boxes = clip_boxes_to_image(det["boxes"].float() / t["scale"], (h, w)).cpu().numpy()
         for (x0, y0, x1, y1), s, lab in zip(boxes, det["scores"].tolist(), det["labels"].tolist()):
             results.append(
                 {
@@ -69,23 +67,19 @@ def to_coco_results(
 
 
 @torch.no_grad()
-def run_detector(model, dataset: CocoDetection, cfg: EvalConfig, progress: bool = True) -> list[dict[str, Any]]:
+def run_detector(model: Predictor, dataset: CocoDetection, cfg: EvalConfig, progress: bool = True) -> list[dict[str, Any]]:
     """Detections for every image of `dataset`, in the COCO results format."""
-    was_training = model.training
-    model.eval()
     # Its own generator: creating a loader iterator draws a seed from the global RNG otherwise, and then
     # how often a run evaluates would change its training augmentation.
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator())
-    device = model_device(model)
     results: list[dict[str, Any]] = []
     for images, targets in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
-        dets = model.predict(images.to(device), cfg)
+        dets = model.predict(images.to(model.device), cfg)
         results.extend(to_coco_results(dets, targets, dataset.categories.ids))
-    model.train(was_training)
     return results
 
 
-def evaluate(model, dataset: CocoDetection, cfg: EvalConfig, progress: bool = True) -> tuple[dict[str, float], list]:
+def evaluate(model: Predictor, dataset: CocoDetection, cfg: EvalConfig, progress: bool = True) -> tuple[dict[str, float], list]:
     detections = run_detector(model, dataset, cfg, progress)
     return coco_metrics(coco_from_dict(dataset.coco_json), detections), detections
 
@@ -93,7 +87,3 @@ def evaluate(model, dataset: CocoDetection, cfg: EvalConfig, progress: bool = Tr
 def summarize(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in METRIC_KEYS)
 
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

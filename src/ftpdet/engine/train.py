@@ -1,8 +1,9 @@
-"""The training loop, read top to bottom: setup and resume, then per step
-lr -> forward -> named losses -> backward -> clip -> step -> log; per epoch eval -> checkpoint -> plot.
+"""The training loop, read top to bottom: `train()` = setup (or resume) -> per epoch: steps -> evaluation ->
+checkpoint -> at the end, plots and eval.json. The step itself (forward, weighted terms, backward, update) is
+engine/step.py, shared with `ftpdet bench speed`.
 
-Run directory: config.yaml (resolved), metrics.jsonl (one JSON object per log step / eval),
-last.pt and best.pt (atomic), curves.png, eval.json (final metrics of best.pt).
+Run directory: config.yaml (resolved), metrics.jsonl (one JSON object per log step / eval; every loss term
+weighted under its name and raw as `<name>_raw`), last.pt and best.pt (atomic), curves.png, eval.json.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
-import ftpdet.engine.distributed as dist
-from ftpdet.config import Config, TrainConfig
+import ftpdet.distributed as dist
+from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, save_checkpoint
+from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
-from ftpdet.distill import build_methods
-from ftpdet.distill.base import Distiller, load_teacher
-from ftpdet.engine.checkpoint import FORMAT_VERSION, checkpoint_config, ensure_writable, load_checkpoint, save_atomic
 from ftpdet.engine.evaluate import evaluate, summarize
+from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_table
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
+from ftpdet.files import ensure_writable
+from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
-from ftpdet.models.detector import build_detector
+from ftpdet.models.detector import GFLDetector, build_detector
+from ftpdet.sections import TrainConfig
 
 
 @dataclass
@@ -52,18 +55,6 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
     progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
     cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
-
-
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """No weight decay on norms, biases and the per-level scales: decaying them only fights the data."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def build_datasets(cfg: Config, categories: Categories | None = None) -> tuple[CocoDetection, CocoDetection]:
@@ -125,61 +116,94 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
-def train(
-    cfg: Config,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    stop_after: int | None = None,
-    progress: bool = True,
-    teacher: str | Path | None = None,
-    method: str | None = None,
-) -> TrainResult:
-    """Train a detector from cfg; with `teacher`, distil it from that checkpoint with `method`
-    (default cfg.distill.method). `stop_after` ends this call after that many epochs (the schedule still
-    spans cfg.train.epochs), so a long run can be done in slices with `resume=True`."""
-    tc = cfg.train
-    out = Path(tc.out_dir)
-    last_path, best_path = out / "last.pt", out / "best.pt"
+@dataclass
+class Run:
+    """Everything one training run holds: built by `setup`, advanced by `train_epoch`, saved by `save_last`."""
+
+    cfg: Config
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    train_ds: CocoDetection
+    val_ds: CocoDetection
+    model: GFLDetector  # the student: what is evaluated and saved
+    trainee: Trainee  # student + teacher + methods: what trains
+    step: TrainStep
+    sampler: EpochSampler
+    loader: DataLoader
+    batch_size: int  # per rank
+    steps_per_epoch: int
+    method: str | None  # None: a plain run
+    teacher: str | Path | None
+    # progress, restored on resume
+    epoch: int = 0  # completed epochs
+    global_step: int = 0
+    best_ap: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    @property
+    def main(self) -> bool:  # only rank 0 writes files, evaluates and draws progress bars
+        return self.rank == 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+
+def resolve_run(cfg: Config, resume: bool, overwrite: bool, teacher: str | Path | None,
+                method: str | None) -> tuple[Config, dict | None, str | Path | None, str | None]:
+    """The checkpoint to resume from (or None), and the teacher and method: the arguments, else the checkpoint's
+    (on resume), else the config's `distill.teacher` / `distill.method`. The config returned records both."""
+    out = Path(cfg.train.out_dir)
     ckpt = None
     if resume:
+        last_path = out / "last.pt"
         ckpt = load_checkpoint(last_path)
         stored = checkpoint_config(ckpt, last_path)
         if stored.model != cfg.model:
             raise ConfigError(f"{last_path}: --resume with another model config than the run was started with")
         if teacher is None and ckpt.get("teacher"):
             teacher, method = ckpt["teacher"], method or ckpt.get("method")
-    elif last_path.exists() and not overwrite:
+    elif (out / "last.pt").exists() and not overwrite:
         raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or --overwrite to start over")
+    teacher = teacher if teacher is not None else cfg.distill.teacher
     if teacher is not None:
         method = method or cfg.distill.method
-        cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"method": method})})
-    if os.environ.get("RANK", "0") == "0":  # rank 0 writes (torchrun sets RANK; the group is not joined yet)
-        ensure_writable(out)  # fail now, not after the first epoch's work
+        cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(update={"method": method,
+                                                                               "teacher": str(teacher)})})
+    return cfg, ckpt, teacher, method
 
+
+def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: str | None) -> Run:
+    """Seed, join DDP, build data, student, (teacher, methods), optimizer, schedule and loader; restore a
+    checkpoint. The order fixes which random numbers each part draws: keep it."""
+    tc = cfg.train
     torch.manual_seed(tc.seed)  # the seed fixes model init, data order and augmentation
     rank, world, device = dist.setup(resolve_device(tc.device))
-    main = rank == 0  # only rank 0 writes files, evaluates and draws progress bars
-    progress = progress and main
     categories = Categories.from_dict(ckpt["categories"]) if ckpt else None
     train_ds, val_ds = build_datasets(cfg, categories)
     model = build_detector(cfg.model, train_ds.num_classes).to(device)
     if world > 1 and device.type == "cuda":  # batch statistics over the global batch (CPU DDP keeps them per rank)
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk, cfg.model.atss_fallback)
-    distiller = None
+    teacher_model, methods = None, None
     if teacher is not None:
         # Paired seeds: building the teacher and the methods' adapters draws random numbers; doing it on a
         # forked generator leaves the augmentation stream exactly as a plain run of the same seed sees it.
         with torch.random.fork_rng(devices=[]):
             teacher_model = load_teacher(teacher, model, train_ds.categories).to(device)
             methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
-        distiller = Distiller(model, teacher_model, methods, criterion)
-    trainable = distiller if distiller is not None else model  # adapters (if any) train with the student
-    optimizer = build_optimizer(trainable, tc)
+    trainee = Trainee(model, criterion, teacher_model, methods, amp=tc.amp)  # adapters (if any) train with the student
+    optimizer = build_optimizer(trainee, tc)
     if world > 1:
         torch.manual_seed(tc.seed + rank)  # per-rank augmentation; DDP broadcasts rank 0's initial weights
-    step_fn = DDP(trainable) if world > 1 else trainable
+    forward = DDP(trainee) if world > 1 else trainee
 
     sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed,
                                               drop_last=True))
@@ -193,12 +217,13 @@ def train(
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training set ({len(train_ds)} images)")
     total_steps = steps_per_epoch * tc.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, tc))
-
-    start_epoch, step, best_ap, history = 0, 0, -1.0, []
+    weights = weight_table(cfg.loss, cfg.distill, method if teacher is not None else None)
+    step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward)
+    run = Run(cfg, Path(tc.out_dir), rank, world, device, train_ds, val_ds, model, trainee, step, sampler, loader,
+              batch_size, steps_per_epoch, method if teacher is not None else None, teacher)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        if distiller is not None:
-            distiller.methods.load_state_dict(ckpt.get("distill_state", {}))
+        trainee.methods.load_state_dict(ckpt.get("distill_state", {}))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         rng = ckpt.get("rng_ranks") or [ckpt["rng"]]
@@ -206,130 +231,153 @@ def train(
             torch.set_rng_state(rng[rank])
         else:  # resumed at another world size: a fresh augmentation stream per rank, from the step reached
             torch.manual_seed(tc.seed + 7919 * ckpt["step"] + rank)
-        start_epoch, step, best_ap = ckpt["epoch"], ckpt["step"], ckpt["best_ap"]
-        history = list(ckpt.get("history", []))
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+        run.epoch, run.global_step, run.best_ap = ckpt["epoch"], ckpt["step"], ckpt["best_ap"]
+        run.history = list(ckpt.get("history", []))
+        run.train_seconds = float(ckpt.get("train_seconds", 0.0))
+    return run
+
+
+def save_last(run: Run, epoch: int, improved: bool) -> None:
+    """last.pt after `run.global_step` steps (epoch = completed epochs; a mid-epoch save resumes inside the epoch);
+    best.pt too when this epoch's evaluation `improved` on the best AP so far."""
+    rng_ranks = dist.gather(torch.get_rng_state())  # a collective: every rank takes part
+    if not run.main:
+        return
+    distilled = run.method is not None
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.step.optimizer.state_dict(),
+        "scheduler": run.step.scheduler.state_dict(),
+        "epoch": epoch,
+        "step": run.global_step,
+        "best_ap": run.best_ap,
+        "config": run.cfg.model_dump(),
+        "categories": run.train_ds.categories.to_dict(),
+        "rng": rng_ranks[0],
+        "rng_ranks": rng_ranks,
+        "train_seconds": run.train_seconds,
+        "history": run.history,
+        "method": run.method,
+        "teacher": str(run.teacher) if distilled else None,
+    }
+    if distilled and len(run.trainee.methods.state_dict()):
+        state["distill_state"] = run.trainee.methods.state_dict()  # training-only adapters, for --resume
+    save_checkpoint(state, run.last_path)
+    if improved:  # best.pt is for inference and as a teacher: no optimizer state, no training-only adapters
+        drop = ("optimizer", "scheduler", "distill_state", "rng", "rng_ranks")
+        save_checkpoint({k: v for k, v in state.items() if k not in drop}, run.best_path)
+
+
+def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopRequest, progress: bool) -> bool:
+    """One epoch of steps (from where a mid-epoch stop left it); logs every `log_every` steps. Returns False when
+    a stop was requested (the epoch is then incomplete)."""
+    tc = run.cfg.train
+    skip = run.global_step - epoch * run.steps_per_epoch  # > 0 when resuming a run that was stopped mid-epoch
+    run.sampler.set_epoch(epoch, skip * run.batch_size)
+    running: dict[str, float] = {}
+    count = 0
+    t_epoch = time.perf_counter()
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", leave=False, disable=not progress,
+               initial=skip, total=run.steps_per_epoch)
+    completed = True
+    for images, targets in bar:
+        try:
+            out = run.step(images.to(run.device, non_blocking=True), targets)
+        except NonFiniteLoss as e:
+            keep = f"last good checkpoint: {run.last_path}" if run.last_path.exists() else "no checkpoint was written yet"
+            raise TrainingError(f"non-finite loss at step {run.global_step} (epoch {epoch + 1}): {e}; stopped, {keep}. "
+                                "Try a lower train.lr or train.grad_clip") from None
+        run.global_step += 1
+        for k, v in out.weighted.items():
+            running[k] = running.get(k, 0.0) + v.item()
+        running["loss"] = running.get("loss", 0.0) + out.loss.item()
+        for k, v in out.raw.items():
+            running[f"{k}_raw"] = running.get(f"{k}_raw", 0.0) + v.item()
+        count += 1
+        if run.global_step % tc.log_every == 0:
+            record = dist.mean_over_ranks({k: v / count for k, v in running.items()})
+            if log is not None:
+                bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in record.items() if not k.endswith("_raw")})
+                log.write({"step": run.global_step, "epoch": epoch + 1, "lr": run.step.scheduler.get_last_lr()[0],
+                           **record})
+            running, count = {}, 0
+        if dist.any_rank(stop.requested):
+            completed = False
+            break
+    run.train_seconds += time.perf_counter() - t_epoch
+    bar.close()
+    return completed
+
+
+def evaluate_epoch(run: Run, epoch: int, log: MetricsLog | None, progress: bool) -> bool:
+    """COCO AP of the student on the validation set (rank 0; every rank gets the numbers). Returns whether it
+    improved on the best AP so far."""
+    metrics = evaluate(run.model, run.val_ds, run.cfg.eval, progress=progress)[0] if run.main else None
+    metrics = dist.broadcast(metrics)
+    run.history.append({"epoch": epoch + 1, "step": run.global_step, "metrics": metrics})
+    improved = metrics["AP"] > run.best_ap
+    run.best_ap = max(run.best_ap, metrics["AP"])
+    if log is not None:
+        log.write({"step": run.global_step, "epoch": epoch + 1, "eval": metrics, "train_seconds": run.train_seconds})
+        tqdm.write(f"epoch {epoch + 1}/{run.cfg.train.epochs}  {summarize(metrics)}  ({run.train_seconds:.0f} s training)")
+    return improved
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    teacher: str | Path | None = None,
+    method: str | None = None,
+) -> TrainResult:
+    """Train a detector from cfg; with a teacher (`teacher`, else the config's `distill.teacher`), distil it from
+    that checkpoint with `method` (default cfg.distill.method). `stop_after` ends this call after that many epochs
+    (the schedule still spans cfg.train.epochs), so a long run can be done in slices with `resume=True`."""
+    cfg, ckpt, teacher, method = resolve_run(cfg, resume, overwrite, teacher, method)
+    out = Path(cfg.train.out_dir)
+    if os.environ.get("RANK", "0") == "0":  # rank 0 writes (torchrun sets RANK; the group is not joined yet)
+        ensure_writable(out)  # fail now, not after the first epoch's work
+    run = setup(cfg, ckpt, teacher, method)
+    tc = cfg.train
+    progress = progress and run.main
+    log = None
+    if run.main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        log = MetricsLog(out / "metrics.jsonl", keep_from_step=step if ckpt else None)
-        what = f"distill ({method}) from {teacher}" if distiller is not None else "train"
-        procs = f" x {world} processes" if world > 1 else ""
-        print(f"ftpdet {what}: {len(train_ds)} train / {len(val_ds)} val images, {train_ds.num_classes} classes, "
-              f"{steps_per_epoch} steps/epoch x {tc.epochs} epochs on {device}{procs} -> {out}")
+        log = MetricsLog(out / "metrics.jsonl", keep_from_step=run.global_step if ckpt else None)
+        what = f"distill ({run.method}) from {teacher}" if run.method else "train"
+        procs = f" x {run.world} processes" if run.world > 1 else ""
+        print(f"ftpdet {what}: {len(run.train_ds)} train / {len(run.val_ds)} val images, {run.train_ds.num_classes} "
+              f"classes, {run.steps_per_epoch} steps/epoch x {tc.epochs} epochs on {run.device}{procs} -> {out}")
 
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp == "bf16")
-    weights = criterion.weights
-    train_seconds = float(ckpt.get("train_seconds", 0.0)) if ckpt else 0.0
-    last_metrics: dict[str, float] = history[-1]["metrics"] if history else {}
-    end_epoch = tc.epochs if stop_after is None else min(tc.epochs, start_epoch + stop_after)
-
-    def save_last(epoch: int) -> None:
-        """last.pt after `step` steps (epoch = completed epochs; a mid-epoch save resumes inside the epoch)."""
-        rng_ranks = dist.gather(torch.get_rng_state())  # a collective: every rank takes part
-        if not main:
-            return
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "best_ap": best_ap,
-            "config": cfg.model_dump(),
-            "categories": train_ds.categories.to_dict(),
-            "rng": rng_ranks[0],
-            "rng_ranks": rng_ranks,
-            "train_seconds": train_seconds,
-            "history": history,
-            "version": FORMAT_VERSION,
-            "method": method if distiller is not None else None,
-            "teacher": str(teacher) if distiller is not None else None,
-        }
-        if distiller is not None and len(distiller.methods.state_dict()):
-            state["distill_state"] = distiller.methods.state_dict()  # training-only adapters, for --resume
-        save_atomic(state, last_path)
-        if improved:  # best.pt is for inference and as a teacher: no optimizer state, no training-only adapters
-            drop = ("optimizer", "scheduler", "distill_state", "rng", "rng_ranks")
-            save_atomic({k: v for k, v in state.items() if k not in drop}, best_path)
-
-    trainable.train()
-    improved = False
+    end_epoch = tc.epochs if stop_after is None else min(tc.epochs, run.epoch + stop_after)
+    run.trainee.train()
     with dist.StopRequest() as stop:
-        for epoch in range(start_epoch, end_epoch):
-            skip = step - epoch * steps_per_epoch  # > 0 when resuming a run that was stopped mid-epoch
-            sampler.set_epoch(epoch, skip * batch_size)
-            running: dict[str, float] = {}
-            t_epoch = time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", leave=False, disable=not progress,
-                       initial=skip, total=steps_per_epoch)
-            for images, targets in bar:
-                images = images.to(device, non_blocking=True)
-                if distiller is not None:
-                    terms, distill_terms = step_fn(images, targets, amp)
-                else:
-                    with amp:
-                        outputs = step_fn(images)
-                    terms, _ = criterion(outputs, model.priors(outputs), targets)
-                    distill_terms = {}
-                weighted = {k: weights[k] * v for k, v in terms.items()} | distill_terms
-                loss = sum(weighted.values())
-                if dist.any_rank(not torch.isfinite(loss).item()):
-                    values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    keep = f"last good checkpoint: {last_path}" if last_path.exists() else "no checkpoint was written yet"
-                    raise TrainingError(f"non-finite loss at step {step} (epoch {epoch + 1}): {values}; stopped, {keep}. "
-                                        "Try a lower train.lr or train.grad_clip")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(trainable.parameters(), tc.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                for k, v in weighted.items():
-                    running[k] = running.get(k, 0.0) + v.item()
-                running["loss"] = running.get("loss", 0.0) + loss.item()
-                running["_n"] = running.get("_n", 0) + 1
-                if step % tc.log_every == 0:
-                    n = running.pop("_n")
-                    record = dist.mean_over_ranks({k: v / n for k, v in running.items()})
-                    if main:
-                        bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in record.items()})
-                        log.write({"step": step, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], **record})
-                    running = {}
-                if dist.any_rank(stop.requested):
-                    break
-            train_seconds += time.perf_counter() - t_epoch
-            if dist.any_rank(stop.requested):
-                improved = False
-                save_last(epoch)  # mid-epoch: `epoch` epochs are complete, `step` says how far into the next
-                bar.close()
-                if main:
-                    print(f"\nstopped by {signal_name(stop.signum)} at step {step} (epoch {epoch + 1}); {last_path} "
-                          "holds this step: continue with --resume")
+        for epoch in range(run.epoch, end_epoch):
+            if not train_epoch(run, epoch, log, stop, progress):
+                save_last(run, epoch, improved=False)  # mid-epoch: `epoch` epochs done, the step says how far in
+                if run.main:
+                    print(f"\nstopped by {signal_name(stop.signum)} at step {run.global_step} (epoch {epoch + 1}); "
+                          f"{run.last_path} holds this step: continue with --resume")
                 dist.cleanup()
-                raise Interrupted(f"stopped at step {step}; {last_path} holds it: continue with --resume",
+                raise Interrupted(f"stopped at step {run.global_step}; {run.last_path} holds it: continue with --resume",
                                   stop.signum or signal.SIGTERM)
-
-            is_last = epoch + 1 == tc.epochs
             improved = False
-            if (epoch + 1) % tc.eval_every == 0 or is_last:
-                metrics = evaluate(model, val_ds, cfg.eval, progress=progress)[0] if main else None
-                metrics = dist.broadcast(metrics)
-                last_metrics = metrics
-                history.append({"epoch": epoch + 1, "step": step, "metrics": metrics})
-                improved = metrics["AP"] > best_ap
-                best_ap = max(best_ap, metrics["AP"])
-                if main:
-                    log.write({"step": step, "epoch": epoch + 1, "eval": metrics, "train_seconds": train_seconds})
-                    tqdm.write(f"epoch {epoch + 1}/{tc.epochs}  {summarize(metrics)}  ({train_seconds:.0f} s training)")
-            save_last(epoch + 1)
+            if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
+                improved = evaluate_epoch(run, epoch, log, progress)
+            run.epoch = epoch + 1
+            save_last(run, epoch + 1, improved)
 
+    history = run.history
+    last_metrics: dict[str, float] = history[-1]["metrics"] if history else {}
     best = max((h["metrics"] for h in history), key=lambda m: m["AP"], default={})
-    if main:
+    if run.main:
         from ftpdet.plots import plot_curves  # matplotlib import costs ~1 s: only when a run finishes
 
         plot_curves(out / "metrics.jsonl", out / "curves.png", title=out.name)
         if end_epoch == tc.epochs and best:
             (out / "eval.json").write_text(json.dumps({"best": best, "last": last_metrics}, indent=2))
     dist.barrier()
-    return TrainResult(out, best, last_metrics, train_seconds, history)
+    return TrainResult(out, best, last_metrics, run.train_seconds, history)

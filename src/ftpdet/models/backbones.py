@@ -7,64 +7,66 @@ weights (e.g. torchvision:IMAGENET1K_V1), which needs internet the first time.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
-from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from ftpdet.errors import CheckpointError, ConfigError
+from ftpdet.files import safe_load
 
-_RESNET_CHANNELS = {"resnet18": [128, 256, 512], "resnet34": [128, 256, 512], "resnet50": [512, 1024, 2048]}
 _HEAD_KEYS = ("fc.", "classifier.")  # ImageNet classifier layers: present in weight files, unused here
+LEVELS = ("c3", "c4", "c5")  # strides 8, 16, 32
 
 
-class MobileNetFeatures(nn.Module):
-    """MobileNetV3 `features` cut at the last block of each stride 8 / 16 / 32."""
+def stage_width(stage: nn.Module) -> int:
+    """Channels a stage outputs: its last BatchNorm's (every torchvision ResNet and MobileNetV3 stage ends in one)."""
+    return [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
-    def __init__(self, features: nn.Sequential) -> None:
-        super().__init__()
-        taps, x, stride = [], torch.zeros(1, 3, 64, 64), {}
-        with torch.no_grad():
-            for i, block in enumerate(features):
-                x = block(x)
-                stride[i] = 64 // x.shape[-1]
-        for s in (8, 16, 32):
-            taps.append(max(i for i, v in stride.items() if v == s))
-        self.features = features[: taps[-1] + 1]
-        self.taps = taps
-        with torch.no_grad():
-            self.out_channels = [o.shape[1] for o in self._run(torch.zeros(1, 3, 64, 64))]
 
-    def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i, block in enumerate(self.features):
-            x = block(x)
-            if i in self.taps:
-                outs.append(x)
-        return outs
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self._run(x)
+def mobilenet_taps(features: nn.Sequential) -> list[int]:
+    """Index of the last block at stride 8, 16 and 32. A MobileNetV3 block downsamples only through the stride of
+    its (depthwise) conv and has no shortcut when it does, so its stride is the product of its convs' strides."""
+    stride, last = 1, {}
+    for i, block in enumerate(features):
+        stride *= math.prod(m.stride[0] for m in block.modules() if isinstance(m, nn.Conv2d))
+        last[stride] = i
+    return [last[s] for s in (8, 16, 32)]
 
 
 class ResNetFeatures(nn.Module):
-    def __init__(self, model: nn.Module, out_channels: list[int]) -> None:
+    """ResNet layer2..layer4 (C3..C5) through torchvision's feature extraction."""
+
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.body = IntermediateLayerGetter(model, {"layer2": "c3", "layer3": "c4", "layer4": "c5"})
-        self.out_channels = out_channels
+        stages = ("layer2", "layer3", "layer4")
+        self.body = create_feature_extractor(model, dict(zip(stages, LEVELS)))
+        self.out_channels = [stage_width(getattr(model, name)) for name in stages]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(x).values())
+
+
+class MobileNetFeatures(nn.Module):
+    """MobileNetV3 `features` cut at the last block of each stride 8 / 16 / 32 (later blocks are dropped)."""
+
+    def __init__(self, features: nn.Sequential) -> None:
+        super().__init__()
+        taps = mobilenet_taps(features)
+        self.features = create_feature_extractor(features, {str(i): level for i, level in zip(taps, LEVELS)})
+        self.out_channels = [stage_width(features[i]) for i in taps]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.features(x).values())
 
 
 def _load_weights(model: nn.Module, weights: str, name: str) -> None:
     path = Path(weights)
     if not path.is_file():
         raise ConfigError(f"{weights}: backbone weights file not found (or use torchvision:<WEIGHTS_NAME>)")
-    from ftpdet.engine.checkpoint import safe_load  # local: models do not depend on the engine at import time
-
     state = safe_load(path, "backbone weights file")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
@@ -88,7 +90,7 @@ def build_backbone(name: str, width_mult: float = 1.0, weights: str | None = Non
     if weights is not None and tv_weights is None:
         _load_weights(model, weights, name)
     if name.startswith("resnet"):
-        return ResNetFeatures(model, _RESNET_CHANNELS[name])
+        return ResNetFeatures(model)
     # torchvision's MobileNetV3 uses BatchNorm momentum 0.01, tuned for long ImageNet runs. Over a few
     # hundred from-scratch steps the running statistics then lag the weights so far that eval-mode
     # outputs collapse (measured: AP 0.60 with batch statistics, 0.00 with running ones, after 150 steps).

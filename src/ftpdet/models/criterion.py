@@ -11,33 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
-from ftpdet.config import LossConfig
+from ftpdet.distributed import normaliser
 from ftpdet.losses import aligned_iou, bbox2distance, distance2bbox, distribution_focal_loss, giou_loss, integral, quality_focal_loss
 from ftpdet.models.assigner import AssignResult, atss_assign
 from ftpdet.models.detector import Priors, flatten_levels
-
-
-def normaliser(x: torch.Tensor, minimum: float = 1.0) -> torch.Tensor:
-    """A loss normaliser (number of positives, sum of weights) that makes DDP match one process: the sum over
-    ranks, clamped at `minimum`, divided by the world size. DDP averages gradients over ranks, so each rank's
-    (local sum / this) averages to (global sum / max(global normaliser, minimum)), the single-process loss.
-    (Clamping each rank's mean instead, as GFL does, halves the loss whenever the clamp is active.)"""
-    if dist.is_available() and dist.is_initialized():
-        x = x.clone()
-        dist.all_reduce(x)
-        return x.clamp(min=minimum) / dist.get_world_size()
-    return x.clamp(min=minimum)
-
-
-def reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    """Average a scalar over DDP ranks (identity in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        x = x.clone()
-        dist.all_reduce(x)
-        x /= dist.get_world_size()
-    return x
+from ftpdet.sections import LossConfig
 
 
 @dataclass
@@ -72,6 +51,9 @@ def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: i
 
 
 class GFLLoss:
+    """ATSS targets, then GFL's three terms, raw: {loss_qfl, loss_dfl, loss_giou}. `weights` is their part of
+    the step's weight table (ftpdet.engine.step)."""
+
     def __init__(self, cfg: LossConfig, num_classes: int, reg_max: int, topk: int, fallback: bool = True) -> None:
         self.cfg, self.num_classes, self.reg_max, self.topk, self.fallback = cfg, num_classes, reg_max, topk, fallback
 

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, clip_boxes_to_image
 
-from ftpdet.config import EvalConfig, ModelConfig
 from ftpdet.losses import distance2bbox, integral
 from ftpdet.models.backbones import build_backbone
 from ftpdet.models.fpn import FPN
 from ftpdet.models.gfl_head import GFLHead
+from ftpdet.sections import EvalConfig, ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,10 +91,21 @@ class GFLDetector(nn.Module):
         scores = flatten_levels(outputs["cls_logits"]).float().sigmoid()
         return scores, decode_boxes(flatten_levels(outputs["edge_logits"]), self.priors(outputs))
 
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go (the Predictor protocol, ftpdet.predictor)."""
+        return self.mean.device
+
     @torch.no_grad()
     def predict(self, images: torch.Tensor, cfg: EvalConfig) -> list[dict[str, torch.Tensor]]:
-        """Detections per image: boxes (K, 4) xyxy in input pixels, scores (K,), labels (K,), K <= max_dets."""
-        scores, boxes = self.decode(self(images))
+        """Detections per image: boxes (K, 4) xyxy in input pixels, scores (K,), labels (K,), K <= max_dets.
+        Always in eval mode (BatchNorm's running statistics); a model in training goes back to training after."""
+        was_training = self.training
+        self.eval()
+        try:
+            scores, boxes = self.decode(self(images))
+        finally:
+            self.train(was_training)
         return [postprocess(s, b, cfg, images.shape[-2:]) for s, b in zip(scores, boxes)]
 
 
@@ -109,17 +120,18 @@ def postprocess(scores: torch.Tensor, boxes: torch.Tensor, cfg: EvalConfig, imag
         cand_scores, top = cand_scores.topk(cfg.pre_nms_topk)
         cand_idx = cand_idx[top]
     loc, labels = cand_idx // num_classes, cand_idx % num_classes
-    b = boxes[loc]
-    h, w = int(image_hw[0]), int(image_hw[1])
-    b = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)], 1)
+    b = clip_boxes_to_image(boxes[loc], (int(image_hw[0]), int(image_hw[1])))
     kept = batched_nms(b, cand_scores, labels, cfg.nms_iou)[: cfg.max_dets]
     return {"boxes": b[kept], "scores": cand_scores[kept], "labels": labels[kept]}
 
 
-def model_device(model) -> torch.device:
-    """Where a model's inputs go: its parameters' device, or the CPU for an ONNX Runtime session."""
-    return next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
-
-
 def build_detector(cfg: ModelConfig, num_classes: int) -> GFLDetector:
     return GFLDetector(cfg, num_classes)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode (frozen BatchNorm statistics) and no gradient: how a teacher is held."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -13,12 +13,24 @@ tau = 10, averaged over the 4 edges of a location:
 from __future__ import annotations
 
 import torch
-from torch import nn
+from pydantic import Field
 from torchvision.ops import distance_box_iou
 
-from ftpdet.config import LDConfig
-from ftpdet.distill.base import StepContext, zero_like_graph
-from ftpdet.distill.functional import edge_kl, normalised, split_edges
+from ftpdet.methods.base import Method, StepContext, zero_like_graph
+from ftpdet.methods.functional import edge_kl, normalised, split_edges
+from ftpdet.sections import Section
+
+
+class LDConfig(Section):
+    """Localization Distillation (Zheng et al., CVPR 2022), the original repository's full scheme."""
+
+    temperature: float = Field(10.0, gt=0)
+    weight: float = Field(0.25, ge=0)  # main region: the ATSS positives
+    vlr: bool = True  # valuable localization region: 0.25 t <= DIoU(anchor, gt) < t, t = ATSS threshold
+    vlr_weight: float = Field(0.25, ge=0)
+    cls_kd: bool = True  # class KD at positives: softmax KL at cls_temperature
+    cls_temperature: float = Field(2.0, gt=0)
+    cls_weight: float = Field(10.0, ge=0)
 
 
 @torch.no_grad()
@@ -42,10 +54,12 @@ def location_kl(s_edges: torch.Tensor, t_edges: torch.Tensor, tau: float) -> tor
     return edge_kl(s.reshape(-1, n1), t.reshape(-1, n1), tau).reshape(-1, 4).mean(1) / n1
 
 
-class LD(nn.Module):
-    def __init__(self, cfg: LDConfig, **_) -> None:
-        super().__init__()
-        self.cfg = cfg
+class LD(Method):
+    Config = LDConfig
+
+    @staticmethod
+    def weights(cfg: LDConfig) -> dict[str, float]:
+        return {"distill_ld": cfg.weight, "distill_ld_vlr": cfg.vlr_weight, "distill_ld_cls": cfg.cls_weight}
 
     def forward(self, ctx: StepContext) -> dict:
         # No early return when a batch has no positives: every (P, ...) tensor is then empty and each term an exact
@@ -53,17 +67,17 @@ class LD(nn.Module):
         cfg, pos = self.cfg, ctx.targets.pos
         w = ctx.s_cls.detach().sigmoid().amax(-1)[pos]  # (P,)
         kl = location_kl(ctx.s_edges[pos], ctx.t_edges[pos], cfg.temperature)
-        terms = {"distill_ld": cfg.weight * normalised((kl * w).sum(), w.sum())}
+        terms = {"distill_ld": normalised((kl * w).sum(), w.sum())}
         if cfg.vlr:
             region = vlr_mask(ctx)
             kl_vlr = location_kl(ctx.s_edges[region], ctx.t_edges[region], cfg.temperature)
             count = region.sum().float()
-            terms["distill_ld_vlr"] = cfg.vlr_weight * normalised(kl_vlr.sum(), count) + zero_like_graph(ctx.s_edges)
+            terms["distill_ld_vlr"] = normalised(kl_vlr.sum(), count) + zero_like_graph(ctx.s_edges)
         if cfg.cls_kd:
             # Softmax KL over classes times T^2, averaged over the C classes as the LD repository's KD loss does
             # (mmdetection's knowledge_distillation_kl_div_loss: mean over dim 1); summing instead made this
             # term C times larger and, at weight 10, dominate every other loss.
             T = cfg.cls_temperature
             kl_cls = edge_kl(ctx.s_cls[pos], ctx.t_cls[pos], T) / ctx.s_cls.shape[-1]  # (P,)
-            terms["distill_ld_cls"] = cfg.cls_weight * normalised(kl_cls.sum(), pos.sum().float())
+            terms["distill_ld_cls"] = normalised(kl_cls.sum(), pos.sum().float())
         return terms

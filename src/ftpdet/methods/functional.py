@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ftpdet.distributed import normaliser
+
 
 def edge_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, tau: torch.Tensor | float = 1.0) -> torch.Tensor:
     """KL(softmax(t / tau) || softmax(s / tau)) summed over bins, times tau^2 (Hinton's gradient scale).
@@ -41,7 +43,13 @@ def split_edges(edges: torch.Tensor) -> torch.Tensor:
 
 def normalised(total: torch.Tensor, weight_sum: torch.Tensor) -> torch.Tensor:
     """Divide by a weight sum as GFL normalises its box losses: at least 1, and under DDP the global sum
-    (models.criterion.normaliser), so two processes give one process's loss. Every rank must call it."""
-    from ftpdet.models.criterion import normaliser
-
+    (ftpdet.distributed.normaliser), so two processes give one process's loss. Every rank must call it."""
     return total / normaliser(weight_sum.detach())
+
+
+def zscore(x: torch.Tensor, dim: int | tuple[int, ...], eps: float = 1e-6, std: torch.Tensor | None = None) -> torch.Tensor:
+    """(x - mean) / (std + eps) along `dim` (a dim or a tuple of dims), the one z-score of the package: CTF's
+    per-location class logits, PKD's and CrossKD's per-channel features. `std` replaces the (std + eps) divisor,
+    e.g. a detached temperature (DLT `std`), so only the centring is differentiated through the statistics."""
+    centred = x - x.mean(dim, keepdim=True)
+    return centred / (x.std(dim, keepdim=True) + eps if std is None else std)

@@ -1,8 +1,8 @@
-"""Checkpoints: one plain dict, written atomically, read with weights_only=True.
+"""Ground floor: files that are never half-written and never run code when read.
 
-Contents: `model` (student weights only), `optimizer`, `scheduler`, `epoch`, `step`, `best_ap`,
-`config` (the resolved config as plain data), `categories` ({ids, names}), `rng` (torch RNG state),
-`version`. Everything is tensors, numbers, strings, lists and dicts, so no code is ever unpickled.
+- `ensure_writable`: prove a directory takes a file before any work that would be lost.
+- `save_atomic`: torch.save to a temp file, fsync, rename: a crash never leaves half a checkpoint.
+- `safe_load`: torch.load with weights_only=True, every failure as one line naming the file.
 """
 
 from __future__ import annotations
@@ -14,11 +14,7 @@ from typing import Any
 
 import torch
 
-from ftpdet.config import Config, config_from_dict
-from ftpdet.data.coco import Categories
 from ftpdet.errors import CheckpointError, ConfigError
-
-FORMAT_VERSION = 1
 
 
 def ensure_writable(directory: str | Path) -> Path:
@@ -34,7 +30,7 @@ def ensure_writable(directory: str | Path) -> Path:
     return directory
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+def save_atomic(obj: Any, path: str | Path) -> None:
     """Write to a temp file in the same directory, fsync, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,34 +60,3 @@ def safe_load(path: Path, what: str) -> Any:
         reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
         reason = next((ln.strip() for ln in reason.splitlines() if ln.strip()), type(e).__name__)
         raise CheckpointError(f"{path}: not a loadable {what} (refused by weights_only loading: {reason})") from None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load safely. A file holding pickled code (or anything but plain data) is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    ckpt = safe_load(path, "ftpdet checkpoint")
-    if not isinstance(ckpt, dict) or not {"model", "config", "categories"} <= set(ckpt):
-        raise CheckpointError(f"{path}: not an ftpdet checkpoint (expected keys model, config, categories)")
-    return ckpt
-
-
-def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
-    return config_from_dict(ckpt["config"], source=f"{path} (stored config)")
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild a detector from a checkpoint: architecture from the stored config, then the weights."""
-    from ftpdet.models.detector import build_detector  # local: keeps checkpoint I/O importable without models
-
-    ckpt = load_checkpoint(path)
-    cfg = checkpoint_config(ckpt, path)
-    cats = Categories.from_dict(ckpt["categories"])
-    model_cfg = cfg.model.model_copy(update={"backbone_weights": None})  # weights come from the checkpoint
-    model = build_detector(model_cfg, len(cats.ids))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the stored model config ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), cfg, cats

@@ -10,22 +10,37 @@ by the teacher's max score. The student's own head sees only ground truth. A 1x1
 
 from __future__ import annotations
 
-from torch import nn
+from pydantic import Field
 
-from ftpdet.config import CrossKDConfig
-from ftpdet.distill.base import CrossHead, StepContext
-from ftpdet.distill.functional import binary_kd, edge_kl, normalised, split_edges
 from ftpdet.losses import giou_loss
+from ftpdet.methods.base import CrossHead, Method, StepContext
+from ftpdet.methods.functional import binary_kd, edge_kl, normalised, split_edges
 from ftpdet.models.detector import decode_boxes
+from ftpdet.sections import Section
 
 
-class CrossKD(nn.Module):
-    def __init__(self, cfg: CrossKDConfig, student, teacher, **_) -> None:
-        super().__init__()
-        self.cfg = cfg
+class CrossKDConfig(Section):
+    """CrossKD (Wang et al., CVPR 2024): student tower features -> the frozen teacher head's remaining layers."""
+
+    layer: int | None = Field(None, ge=0)  # tower layer to tap (None: the teacher's last-but-one, CrossKD's 3 of 4)
+    cls_weight: float = Field(1.0, ge=0)
+    reg_weight: float = Field(3.0, ge=0)  # KL at T = 1 on edge distributions, summed over bins
+    giou_weight: float = Field(2.0, ge=0)
+
+
+class CrossKD(Method):
+    Config = CrossKDConfig
+
+    def __init__(self, cfg: CrossKDConfig, student, teacher) -> None:
+        super().__init__(cfg, student, teacher)
         layer = cfg.layer if cfg.layer is not None else max(0, teacher.head.num_convs - 1)
         layer = min(layer, student.head.num_convs)
         self.cross = CrossHead(student, teacher, layer, align="stats", pre_activation=True)
+
+    @staticmethod
+    def weights(cfg: CrossKDConfig) -> dict[str, float]:
+        return {"distill_crosskd_cls": cfg.cls_weight, "distill_crosskd_reg": cfg.reg_weight,
+                "distill_crosskd_giou": cfg.giou_weight}
 
     def forward(self, ctx: StepContext) -> dict:
         c_cls, c_edges = self.cross(ctx)  # (B, N, C), (B, N, 4 * (n + 1))
@@ -37,7 +52,7 @@ class CrossKD(nn.Module):
         giou = giou_loss(decode_boxes(c_edges, ctx.priors).reshape(-1, 4),
                          decode_boxes(ctx.t_edges, ctx.priors).reshape(-1, 4)).reshape(w.shape)
         return {
-            "distill_crosskd_cls": self.cfg.cls_weight * normalised(cls, ctx.targets.pos.sum().float()),
-            "distill_crosskd_reg": self.cfg.reg_weight * normalised((kl.mean(-1) * w).sum(), w.sum()),
-            "distill_crosskd_giou": self.cfg.giou_weight * normalised((giou * w).sum(), w.sum()),
+            "distill_crosskd_cls": normalised(cls, ctx.targets.pos.sum().float()),
+            "distill_crosskd_reg": normalised((kl.mean(-1) * w).sum(), w.sum()),
+            "distill_crosskd_giou": normalised((giou * w).sum(), w.sum()),
         }

@@ -1,9 +1,11 @@
-"""The distillation interface: a frozen teacher, a student, one method, one training step.
+"""The distillation interface: what every method reads in one step, and what it returns.
 
-`Distiller.forward(images, targets)` runs the teacher (eval mode, no gradient) and the student on the same
-augmented batch and returns the student's GFL terms plus the method's named, weighted terms. A method is
-an `nn.Module` (it may own trainable adapters, used only in training) whose `forward(ctx)` returns
-`{name: weighted loss}`. Shared per-step tensors live in `StepContext`, flattened once.
+A method is a `Method` (an `nn.Module`; it may own trainable adapters, used only in training) with
+- `Config`: its pydantic config section, beside it in its file (`distill.<name>` in a config);
+- `weights(cfg)`: `{term name: weight}` for every term it can return, read from that section;
+- `forward(ctx)`: `{term name: raw, unweighted loss}` from the step's `StepContext`.
+The step (ftpdet.engine.step) applies the weights, once, to these and to GFL's own terms. Shared per-step
+tensors live in `StepContext`, flattened once.
 """
 
 from __future__ import annotations
@@ -11,39 +13,34 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ftpdet.data.coco import Categories
-from ftpdet.engine.checkpoint import load_model
-from ftpdet.errors import CheckpointError
-from ftpdet.models.criterion import GFLLoss, Targets
+from ftpdet.methods.functional import zscore
+from ftpdet.models.criterion import Targets
 from ftpdet.models.detector import GFLDetector, Priors, flatten_levels
+from ftpdet.sections import Section
 
 
-def load_teacher(path: str | Path, student: GFLDetector, categories: Categories) -> GFLDetector:
-    """A frozen teacher from a checkpoint (weights_only). Refused with the reason when it cannot teach
-    this student: other classes, another reg_max or other FPN strides. Other backbones and widths are fine."""
-    teacher, cfg, cats = load_model(path)
-    if cats.ids != categories.ids or cats.names != categories.names:
-        raise CheckpointError(
-            f"{path}: teacher classes {cats.names} (ids {cats.ids}) differ from the student's dataset "
-            f"{categories.names} (ids {categories.ids})"
-        )
-    if cfg.model.reg_max != student.cfg.reg_max:
-        raise CheckpointError(f"{path}: teacher reg_max {cfg.model.reg_max} differs from the student's {student.cfg.reg_max}")
-    if list(cfg.model.strides) != list(student.cfg.strides):
-        raise CheckpointError(f"{path}: teacher FPN strides {cfg.model.strides} differ from the student's {student.cfg.strides}")
-    return freeze(teacher)
+class Method(nn.Module):
+    """One distillation method. Subclasses set `Config` and implement `weights` and `forward`."""
 
+    Config: ClassVar[type[Section]]
 
-def freeze(model: nn.Module) -> nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    def __init__(self, cfg: Section, student: GFLDetector, teacher: GFLDetector) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    @staticmethod
+    def weights(cfg) -> dict[str, float]:
+        """{term name: weight} for every term `forward` may return."""
+        raise NotImplementedError
+
+    def forward(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """{term name: raw loss}: unweighted, normalised as the method's authors normalise it."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -126,9 +123,8 @@ class CrossHead(nn.Module):
     def _match_stats(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Per channel over (B, H, W): z-score x, then give it ref's mean and std (statistics in float32)."""
         dims = (0, 2, 3)
-        x, ref = x.float(), ref.float()
-        x = (x - x.mean(dims, keepdim=True)) / (x.std(dims, keepdim=True) + 1e-6)
-        return x * ref.std(dims, keepdim=True) + ref.mean(dims, keepdim=True)
+        ref = ref.float()
+        return zscore(x.float(), dims) * ref.std(dims, keepdim=True) + ref.mean(dims, keepdim=True)
 
     def forward(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-head class logits (B, N, C) and edge logits (B, N, 4 * (reg_max + 1)), levels flattened, float32.
@@ -158,36 +154,3 @@ class CrossHead(nn.Module):
             cls_out.append(cls)
             edge_out.append(edges)
         return cls_out, edge_out
-
-
-class Distiller(nn.Module):
-    """Student + frozen teacher + method(s). Only `student` and the methods' adapters train."""
-
-    def __init__(self, student: GFLDetector, teacher: GFLDetector, methods: nn.ModuleDict, criterion: GFLLoss) -> None:
-        super().__init__()
-        self.student = student
-        self.methods = methods
-        self.criterion = criterion
-        object.__setattr__(self, "teacher", freeze(teacher))  # not a submodule: never in state_dict or optimizer
-
-    def train(self, mode: bool = True) -> Distiller:
-        super().train(mode)
-        self.teacher.eval()  # the teacher stays in eval mode: frozen BatchNorm statistics
-        return self
-
-    def forward(
-        self, images: torch.Tensor, targets: list[dict], amp: contextlib.AbstractContextManager | None = None
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Returns (GFL terms unweighted, distillation terms already weighted). `amp` wraps both forwards;
-        the losses are computed in float32 outside it."""
-        with amp or contextlib.nullcontext():
-            with torch.no_grad():
-                t_out = self.teacher(images)
-            s_out = self.student(images)
-        priors = self.student.priors(s_out)
-        gfl_terms, tg = self.criterion(s_out, priors, targets)
-        ctx = StepContext(self.student, self.teacher, s_out, t_out, priors, tg, amp or contextlib.nullcontext())
-        distill_terms: dict[str, torch.Tensor] = {}
-        for method in self.methods.values():
-            distill_terms.update(method(ctx))
-        return gfl_terms, distill_terms

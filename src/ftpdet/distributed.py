@@ -1,8 +1,9 @@
-"""Scale-out through PyTorch DDP, launched by torchrun: `torchrun --nproc_per_node N -m ftpdet train ...`.
+"""Ground floor: scale-out through PyTorch DDP, launched by torchrun: `torchrun --nproc_per_node N -m ftpdet train ...`.
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; `setup` joins the process group
 (nccl on GPUs, gloo on CPUs) and picks this rank's device. Without those variables everything here is a
-no-op for a single process, so the same code path trains with or without DDP.
+no-op for a single process, so the same code path trains with or without DDP. Every collective of the
+package lives here, the loss normaliser included, so what must run on every rank is in one file.
 
 Conventions the trainer follows: `train.batch_size` is the global batch, split evenly across ranks, so a
 config means the same optimisation at any world size; rank 0 alone writes files and evaluates.
@@ -38,15 +39,24 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
 def per_rank_batch(global_batch: int, world: int) -> int:
     if global_batch % world:
         raise ConfigError(f"train.batch_size={global_batch} must be divisible by the number of processes ({world}): "
                           "it is the global batch, split evenly across ranks")
     return global_batch // world
+
+
+def normaliser(x: torch.Tensor, minimum: float = 1.0) -> torch.Tensor:
+    """A loss normaliser (number of positives, sum of weights) that makes DDP match one process: the sum over
+    ranks, clamped at `minimum`, divided by the world size. DDP averages gradients over ranks, so each rank's
+    (local sum / this) averages to (global sum / max(global normaliser, minimum)), the single-process loss.
+    (Clamping each rank's mean instead, as GFL does, halves the loss whenever the clamp is active.)
+    A collective under DDP: every rank must call it, whether or not it has positives."""
+    if is_distributed():
+        x = x.clone()
+        dist.all_reduce(x)
+        return x.clamp(min=minimum) / dist.get_world_size()
+    return x.clamp(min=minimum)
 
 
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:

@@ -8,19 +8,28 @@ disagree on classes, boxes matter most), normalised by the weight sum; weight 4.
 
 from __future__ import annotations
 
-from torch import nn
+from pydantic import Field
 
-from ftpdet.config import BCKDConfig
-from ftpdet.distill.base import StepContext
-from ftpdet.distill.functional import binary_kd, normalised
 from ftpdet.losses import giou_loss
+from ftpdet.methods.base import Method, StepContext
+from ftpdet.methods.functional import binary_kd, normalised
 from ftpdet.models.detector import decode_boxes
+from ftpdet.sections import Section
 
 
-class BCKD(nn.Module):
-    def __init__(self, cfg: BCKDConfig, **_) -> None:
-        super().__init__()
-        self.cfg = cfg
+class BCKDConfig(Section):
+    """BCKD (Yang et al., ICCV 2023): binary class distillation + GIoU between decoded boxes, all locations."""
+
+    cls_weight: float = Field(1.0, ge=0)
+    box_weight: float = Field(4.0, ge=0)
+
+
+class BCKD(Method):
+    Config = BCKDConfig
+
+    @staticmethod
+    def weights(cfg: BCKDConfig) -> dict[str, float]:
+        return {"distill_bckd_cls": cfg.cls_weight, "distill_bckd_box": cfg.box_weight}
 
     def forward(self, ctx: StepContext) -> dict:
         t_prob = ctx.t_cls.sigmoid()
@@ -30,6 +39,6 @@ class BCKD(nn.Module):
         s_box, t_box = decode_boxes(ctx.s_edges, ctx.priors), decode_boxes(ctx.t_edges, ctx.priors)
         giou = giou_loss(s_box.reshape(-1, 4), t_box.reshape(-1, 4)).reshape(w.shape)
         return {
-            "distill_bckd_cls": self.cfg.cls_weight * normalised(cls, num_pos),
-            "distill_bckd_box": self.cfg.box_weight * normalised((giou * w).sum(), w.sum()),
+            "distill_bckd_cls": normalised(cls, num_pos),
+            "distill_bckd_box": normalised((giou * w).sum(), w.sum()),
         }

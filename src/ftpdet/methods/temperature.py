@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ftpdet.distill.functional import edge_kl
+from ftpdet.methods.functional import edge_kl, zscore
 
 EPS = 1e-7
 
@@ -43,8 +43,7 @@ def dlt_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, mode: str, quality: t
     if mode == "std":
         tau_t = dlt_temperature(t_logits, "std")
         tau_s = (s_logits.detach().float().std(-1, keepdim=True) + EPS)
-        z_t = (t_logits - t_logits.mean(-1, keepdim=True)) / tau_t
-        z_s = (s_logits - s_logits.mean(-1, keepdim=True)) / tau_s
+        z_t, z_s = zscore(t_logits, -1, std=tau_t), zscore(s_logits, -1, std=tau_s)
         return edge_kl(z_s, z_t, 1.0) * (tau_t * tau_s).squeeze(-1)
     return edge_kl(s_logits, t_logits, dlt_temperature(t_logits, mode, quality))
 

@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from ftpdet.distill.functional import binary_kd, normalised
+from ftpdet.methods.functional import binary_kd, normalised, zscore
 
 EPS = 1e-6
-
-
-def standardize(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    return (x - x.mean(dim, keepdim=True)) / (x.std(dim, keepdim=True) + EPS)
 
 
 def pearson_distance(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
@@ -37,7 +33,7 @@ def ctf_loss(s_cls: torch.Tensor, t_cls: torch.Tensor, mode: str, weight: torch.
     t_cls = t_cls.detach()
     if mode in ("binary", "standardized"):
         if mode == "standardized":
-            s_cls, t_cls = standardize(s_cls), standardize(t_cls)
+            s_cls, t_cls = zscore(s_cls, -1, EPS), zscore(t_cls, -1, EPS)
         per_loc = binary_kd(s_cls, t_cls.sigmoid(), gamma=2.0).sum(-1)  # (B, N)
         return normalised((per_loc * weight).sum(), weight.sum())
     if mode == "relation":

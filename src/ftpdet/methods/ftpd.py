@@ -8,24 +8,58 @@ in DESIGN.md section 4. Three switchable parts, so the ablation is a config chan
   differ), so the student head is not pulled between ground truth and teacher. With PD off, the classic
   region is used instead: the ATSS positives, uniformly weighted, at the student's outputs.
 - DLT (how, boxes): a per-location, per-edge temperature computed from the distributions
-  (distill/temperature.py); off = the plain KL at temperature 1.
-- CTF (how, classes): temperature-free class distillation for sigmoid scores (distill/ctf.py); off = plain
+  (methods/temperature.py); off = the plain KL at temperature 1.
+- CTF (how, classes): temperature-free class distillation for sigmoid scores (methods/ctf.py); off = plain
   binary KD (no modulation).
 No field holds a temperature: nothing here is hand-set per dataset.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import Literal
 
-from ftpdet.config import FTPDConfig
-from ftpdet.distill.base import CrossHead, StepContext
-from ftpdet.distill.ctf import ctf_loss
-from ftpdet.distill.functional import binary_kd, edge_kl, normalised, split_edges
-from ftpdet.distill.temperature import dlt_kl
+import torch
+from pydantic import Field
+
 from ftpdet.losses import aligned_iou
+from ftpdet.methods.base import CrossHead, Method, StepContext
+from ftpdet.methods.ctf import ctf_loss
+from ftpdet.methods.functional import binary_kd, edge_kl, normalised, split_edges
+from ftpdet.methods.temperature import dlt_kl
 from ftpdet.models.detector import decode_boxes
+from ftpdet.sections import Section
+
+
+class PDConfig(Section):
+    enabled: bool = True
+    # Where student responses are produced for distillation: "output" (the student's own head outputs)
+    # or a tower layer k: student features after layer k go through a frozen copy of the teacher head's
+    # remaining layers (training only), so the student head is not pulled between labels and teacher.
+    # Default "output": over 3 paired seeds of the quick benchmark it is level with layers 0 and 1 (layer 0
+    # minus output -0.14 +- 0.72 AP; +0.06 on average over 21 paired runs in seven configurations), and its
+    # step costs 1.04x the floor against 1.14x at layer 0, since no teacher-head branch runs
+    # (docs/benchmarks.md). An earlier single-seed run favoured layer 0 by 1.1 AP (docs/distillation.md).
+    position: Literal["output"] | int = "output"
+
+
+class DLTConfig(Section):
+    enabled: bool = True
+    mode: Literal["std", "entropy", "quality"] = "quality"  # chosen by measurement: docs/distillation.md
+
+
+class CTFConfig(Section):
+    enabled: bool = True
+    mode: Literal["binary", "standardized", "relation"] = "relation"  # chosen by measurement: docs/distillation.md
+
+
+class FTPDConfig(Section):
+    """FTPD = PD + DLT + CTF (DESIGN.md section 4). Deliberately no temperature field: DLT and CTF need none."""
+
+    pd: PDConfig = PDConfig()
+    dlt: DLTConfig = DLTConfig()
+    ctf: CTFConfig = CTFConfig()
+    cls_weight: float = Field(1.0, ge=0)
+    box_weight: float = Field(1.0, ge=0)
 
 
 @torch.no_grad()
@@ -40,16 +74,21 @@ def teacher_quality(ctx: StepContext) -> torch.Tensor:
     return quality
 
 
-class FTPD(nn.Module):
-    def __init__(self, cfg: FTPDConfig, student, teacher, **_) -> None:
-        super().__init__()
-        self.cfg = cfg
+class FTPD(Method):
+    Config = FTPDConfig
+
+    def __init__(self, cfg: FTPDConfig, student, teacher) -> None:
+        super().__init__(cfg, student, teacher)
         position = cfg.pd.position
         self.cross = None
         if cfg.pd.enabled and position != "output":
             self.cross = CrossHead(student, teacher, int(position), align="none", pre_activation=False)
         if cfg.ctf.enabled and cfg.ctf.mode != "binary" and student.num_classes < 2:
             raise ValueError(f"CTF mode {cfg.ctf.mode!r} compares classes and needs at least 2; use 'binary'")
+
+    @staticmethod
+    def weights(cfg: FTPDConfig) -> dict[str, float]:
+        return {"distill_ftpd_cls": cfg.cls_weight, "distill_ftpd_box": cfg.box_weight}
 
     def location_weights(self, ctx: StepContext) -> torch.Tensor:
         """(B, N): teacher confidence everywhere (PD), or the ATSS positives (classic region)."""
@@ -83,4 +122,4 @@ class FTPD(nn.Module):
             kl = edge_kl(s_e, t_e)
         per_loc_box = kl.reshape(*w.shape, 4).mean(-1)  # (B, N)
         box = normalised((per_loc_box * box_w).sum(), box_w.sum())
-        return {"distill_ftpd_cls": cfg.cls_weight * cls, "distill_ftpd_box": cfg.box_weight * box}
+        return {"distill_ftpd_cls": cls, "distill_ftpd_box": box}

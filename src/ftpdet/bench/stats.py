@@ -1,0 +1,72 @@
+"""The benchmark's numbers: look-ups over a results JSON and the statistics of paired seeds.
+
+Pure functions of data: no formatting, no plotting. Seeds are paired (seed k gives every method the same student
+initialisation, data order and augmentation), so methods are compared by their per-seed differences.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """Per-seed differences a - b over the seeds both have."""
+    return [a[s] - b[s] for s in sorted(a) if s in b]
+
+
+def distinguishable(diffs: list[float]) -> bool:
+    """The report's rule for 'a difference': over more than one seed, |mean| of the paired differences > their std."""
+    if len(diffs) < 2:
+        return False
+    m, s = mean_std(diffs)
+    return abs(m) > s
+
+
+def closure(method: dict[int, float], base: dict[int, float], teacher: float | None) -> float | None:
+    """Gap closure from the means over the paired seeds: (method - base) / (teacher - base)."""
+    d = paired(method, base)
+    if not d or teacher is None:
+        return None
+    base_mean = float(np.mean([base[s] for s in sorted(method) if s in base]))
+    gap = teacher - base_mean
+    return float(np.mean(d)) / gap if gap > 0 else None
+
+
+class Results:
+    """Look-ups over an accuracy results JSON: rows of a table, their records in seed order."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.by_key = {r["key"]: r for r in data["records"]}
+
+    def rows(self, table: str) -> list[dict]:
+        return self.data["tables"].get(table, [])
+
+    def row(self, table: str, label: str) -> dict | None:
+        return next((r for r in self.rows(table) if r["label"] == label), None)
+
+    def records(self, row: dict | None) -> list[dict]:
+        """Finished records of a row, one per seed."""
+        if row is None:
+            return []
+        return [self.by_key[k] for k in row["keys"] if k in self.by_key and self.by_key[k]["status"] == "done"]
+
+    def values(self, row: dict | None, metric: str = "AP") -> dict[int, float]:
+        return {r["seed"]: r[metric] for r in self.records(row)}
+
+    def mean(self, table: str, label: str) -> float | None:
+        """Mean AP of a row over its seeds (None without finished runs)."""
+        values = self.values(self.row(table, label))
+        return mean_std(list(values.values()))[0] if values else None
+
+    def teacher_ap(self, role: str) -> float | None:
+        t = self.data["teachers"].get(role)
+        return t["AP"] if t else None

@@ -1,0 +1,202 @@
+"""The report's markdown tables, each a list of lines, from a results JSON (stats.Results) or speed.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ftpdet.bench.presets import BASELINES
+from ftpdet.bench.stats import Results, closure, distinguishable, mean_std, paired
+from ftpdet.engine.evaluate import METRIC_KEYS
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    m, s = mean_std(values)
+    return f"{m:.2f} ± {s:.2f}" if len(values) > 1 else f"{m:.2f}"
+
+
+def difference_cells(d: list[float]) -> str:
+    """Three table cells for paired differences: per seed, mean ± std, and whether they are distinguishable."""
+    m, s = mean_std(d)
+    return f"{', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | {'yes' if distinguishable(d) else 'no'}"
+
+
+def _metric_cells(res: Results, row: dict | None, keys: tuple[str, ...]) -> list[str]:
+    return [fmt(list(res.values(row, k).values())) for k in keys]
+
+
+def _present_metrics(res: Results) -> tuple[str, ...]:
+    """Drop a size bucket that reads 0 everywhere (no object of that size in the validation set)."""
+    return tuple(k for k in METRIC_KEYS if any(r.get(k, 0) > 0 for r in res.data["records"] if r["status"] == "done"))
+
+
+def comparison_table(res: Results, table: str, teacher_role: str, title_col: str = "method") -> list[str]:
+    """Rows of `table` against its plain student: metrics, paired gain, gap closure, step-time ratio."""
+    keys = _present_metrics(res)
+    base = res.values(res.row(table, "student") or res.row("main", "student"))
+    teacher = res.teacher_ap(teacher_role)
+    lines = [
+        f"| {title_col} | seeds | " + " | ".join(keys) + " | gain over student (paired) | gap closed | step time / student |",
+        "|---|---|" + "---|" * len(keys) + "---|---|---|",
+    ]
+    t = res.data["teachers"].get(teacher_role)
+    if t:
+        lines.append(f"| teacher ({t['backbone']}, {t['params_m']:.2f} M) | 1 | "
+                     + " | ".join(f"{t[k]:.2f}" for k in keys) + " | | | |")
+    for row in res.rows(table):
+        recs = res.records(row)
+        if not recs:
+            lines.append(f"| {row['label']} | 0 | " + " | ".join("n/a" for _ in keys) + " | | | |")
+            continue
+        vals = res.values(row)
+        is_base = row["method"] == "student"
+        gain = "" if is_base else fmt(paired(vals, base))
+        c = None if is_base else closure(vals, base, teacher)
+        ratios = [r["step_time_ratio"] for r in recs if "step_time_ratio" in r]
+        label = f"{row['label']} ({res.data['student_params_m']:.2f} M)" if is_base else row["label"]
+        lines.append(f"| {label} | {len(recs)} | " + " | ".join(_metric_cells(res, row, keys))
+                     + f" | {gain} | {'' if c is None else f'{100 * c:.0f}%'} | "
+                     + (f"{np.mean(ratios):.2f}" if ratios else "") + " |")
+    return lines
+
+
+def versus_baselines(res: Results) -> list[str]:
+    """FTPD minus each baseline, per seed; a difference counts where |mean| > std."""
+    ftpd = res.values(res.row("main", "ftpd"))
+    lines = ["| FTPD minus | per seed | mean ± std | mean > std? |", "|---|---|---|---|"]
+    for name in BASELINES:
+        d = paired(ftpd, res.values(res.row("main", name)))
+        if not d:
+            continue
+        m, s = mean_std(d)
+        holds = len(d) > 1 and m > s
+        lines.append(f"| {name} | {', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | {'yes' if holds else 'no'} |")
+    return lines
+
+
+# (part, with it, without it): rows of the ablation table that differ by that part alone
+PART_EFFECTS = (
+    ("DLT, given PD", "PD + DLT", "PD"),
+    ("CTF, given PD", "PD + CTF", "PD"),
+    ("DLT, given PD + CTF", "PD + DLT + CTF (FTPD)", "PD + CTF"),
+    ("CTF, given PD + DLT", "PD + DLT + CTF (FTPD)", "PD + DLT"),
+    ("PKD, given FTPD", "FTPD + PKD", "PD + DLT + CTF (FTPD)"),
+)
+
+
+def part_effects(res: Results) -> list[str]:
+    """What switching one part on does, per seed: the paired difference of two ablation rows."""
+    lines = ["| switching on | per seed | mean ± std | mean > std? |", "|---|---|---|---|"]
+    for name, on, off in PART_EFFECTS:
+        d = paired(res.values(res.row("ablation", on)), res.values(res.row("ablation", off)))
+        if d:
+            lines.append(f"| {name} | {difference_cells(d)} |")
+    return lines
+
+
+def simple_table(res: Results, table: str, label_col: str) -> list[str]:
+    keys = ("AP", "AP50", "AP75")
+    lines = [f"| {label_col} | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for row in res.rows(table):
+        lines.append(f"| {row['label']} | {len(res.records(row))} | " + " | ".join(_metric_cells(res, row, keys)) + " |")
+    return lines
+
+
+def choice_table(res: Results, table: str, label_col: str) -> list[str]:
+    """A table of FTPD variants that differ from its defaults in one choice, each with its paired difference from
+    the defaults (the main table's FTPD, same seeds), so a default is kept or changed on per-seed evidence."""
+    keys = ("AP", "AP50", "AP75")
+    default_row = res.row("main", "ftpd")
+    default, default_keys = res.values(default_row), set(default_row["keys"]) if default_row else set()
+    lines = [f"| {label_col} | seeds | " + " | ".join(keys) + " | minus defaults, per seed | mean ± std | mean > std? |",
+             "|---|---|" + "---|" * len(keys) + "---|---|---|"]
+    for row in res.rows(table):
+        cells = " | ".join(_metric_cells(res, row, keys))
+        if default_keys and set(row["keys"]) <= default_keys:  # the same runs as FTPD's defaults
+            lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | (the defaults) | | |")
+            continue
+        d = paired(res.values(row), default)
+        lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | {difference_cells(d) if d else ' | | '} |")
+    return lines
+
+
+def beats(d: list[float]) -> str:
+    """The answer to "does A beat B?" from the paired differences A - B: yes when A is ahead on the mean and, over
+    several seeds, the mean exceeds the differences' std; no when B is ahead by the same rule; else not resolved."""
+    if not d:
+        return "n/a"
+    m, s = mean_std(d)
+    resolved = len(d) == 1 or abs(m) > s
+    if not resolved or m == 0:
+        return "not resolved"
+    return "yes" if m > 0 else "no"
+
+
+def answers(res: Results, speed: dict | None) -> list[str]:
+    """The questions a user brings to this benchmark, each answered from the runs, with the numbers."""
+    lines = ["| question | measured | answer |", "|---|---|---|"]
+
+    def add(question: str, measured: str, answer: str) -> None:
+        lines.append(f"| {question} | {measured} | **{answer}** |")
+
+    ftpd, base = res.values(res.row("main", "ftpd")), res.values(res.row("main", "student"))
+    means = {name: res.mean("main", name) for name in BASELINES if res.mean("main", name) is not None}
+    if ftpd and means:
+        best = max(means, key=means.get)
+        d = paired(ftpd, res.values(res.row("main", best)))
+        m, s = mean_std(d)
+        add(f"Does FTPD beat the best baseline ({best}) on this data?",
+            f"FTPD {res.mean('main', 'ftpd'):.2f} vs {best} {means[best]:.2f}: {m:+.2f} ± {s:.2f} over {len(d)} paired "
+            "seed(s)", beats(d))
+    else:
+        add("Does FTPD beat the best baseline on this data?", "n/a", "n/a")
+    c = closure(ftpd, base, res.teacher_ap("main"))
+    add("How much of the gap between the plain student and the teacher does FTPD close?",
+        "n/a" if c is None else f"student {res.mean('main', 'student'):.2f}, FTPD {res.mean('main', 'ftpd'):.2f}, "
+        f"teacher {res.teacher_ap('main'):.2f}", "n/a" if c is None else f"{100 * c:.0f}%")
+    taus = {row["label"]: res.mean("tau", row["label"]) for row in res.rows("tau") if row["method"] == "ld"}
+    taus = {k: v for k, v in taus.items() if v is not None}
+    no_tau = res.mean("tau", "FTPD (no tau)")
+    question = "Does FTPD, with no temperature to set, beat LD at its best temperature of the sweep?"
+    if taus and no_tau is not None:
+        best_tau = max(taus, key=taus.get)
+        spread = max(taus.values()) - min(taus.values())
+        add(question, f"FTPD {no_tau:.2f} vs {best_tau} {taus[best_tau]:.2f} (LD spread over tau: {spread:.2f} AP)",
+            "yes" if no_tau > taus[best_tau] else "no")
+    else:
+        add(question, "n/a", "n/a")
+    question = "With a teacher of another architecture, does FTPD beat KD and LD?"
+    het = {name: res.values(res.row("hetero", name)) for name in ("ftpd", "kd", "ld")}
+    if all(het.values()):
+        measured = ", ".join(f"{k.upper() if k != 'ftpd' else 'FTPD'} {res.mean('hetero', k):.2f}" for k in het)
+        verdicts = []
+        for name in ("kd", "ld"):
+            d = paired(het["ftpd"], het[name])
+            m, sd = mean_std(d)
+            if len(d) > 1:
+                measured += f"; FTPD - {name.upper()} {m:+.2f} ± {sd:.2f}"
+            verdicts.append(beats(d))
+        answer = "yes" if all(v == "yes" for v in verdicts) else "no" if "no" in verdicts else "not resolved"
+        add(question, measured, answer)
+    else:
+        add(question, "n/a", "n/a")
+    ratio = (speed or {}).get("ratios", {}).get("ftpd")
+    add("What does an FTPD training step cost, against a student step plus a teacher forward?",
+        "n/a" if ratio is None else "speed benchmark below", "n/a" if ratio is None else f"{ratio:.2f} x")
+    return lines
+
+
+def speed_table(speed: dict[str, Any]) -> list[str]:
+    lines = ["| step | ms / iteration | x floor |", "|---|---|---|"]
+    for name, ms in speed["ms"].items():
+        ratio = speed["ratios"].get(name)
+        lines.append(f"| {name} | {ms:.1f} | {'' if ratio is None else f'{ratio:.2f}'} |")
+    if speed.get("inference"):
+        lines += ["", "Inference (forward + decode + NMS), images per second:", "",
+                  "| model | runtime | images/s |", "|---|---|---|"]
+        for row in speed["inference"]:
+            lines.append(f"| {row['model']} | {row['runtime']} | {row['images_per_s']:.0f} |")
+    return lines

@@ -1,0 +1,134 @@
+"""One training step, the same for the training loop (engine/train.py) and `ftpdet bench speed`:
+
+    forward (teacher without gradient, student) -> GFL terms -> distillation terms   (Trainee: raw terms)
+    -> the weight table, applied once -> sum -> finite check -> backward -> clip -> update   (TrainStep)
+
+Every loss function returns raw, unweighted named terms; `weight_table` gathers GFL's weights (`loss.*`) and each
+method's (`distill.<method>.*`) in one dict, and `weigh` applies it in one place, so logs show both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import ftpdet.distributed as dist
+from ftpdet.methods import method_weights
+from ftpdet.methods.base import StepContext
+from ftpdet.models.criterion import GFLLoss
+from ftpdet.models.detector import GFLDetector, freeze
+from ftpdet.sections import LossConfig, TrainConfig
+
+
+def weight_table(loss: LossConfig, distill=None, method: str | None = None) -> dict[str, float]:
+    """{term name: weight} for GFL's terms and, with `method`, for every term its methods may return
+    (`distill` is the config's distill section)."""
+    table = {"loss_qfl": loss.qfl, "loss_dfl": loss.dfl, "loss_giou": loss.giou}
+    if method is not None:
+        table |= method_weights(method, distill)
+    return table
+
+
+def weigh(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Each raw term times its weight: the one place weights are applied."""
+    missing = [k for k in terms if k not in weights]
+    if missing:
+        raise KeyError(f"loss terms without a weight in the weight table: {missing}")
+    return {k: weights[k] * v for k, v in terms.items()}
+
+
+class Trainee(nn.Module):
+    """The student, with an optional frozen teacher and distillation methods: forward(images, targets) returns
+    every loss term of the step, raw and by name (GFL's `loss_*`, then each method's `distill_*`).
+
+    Only the student and the methods' adapters are submodules (parameters, state_dict, DDP); the teacher is held
+    outside them, in eval mode and without gradient. `amp="bf16"` runs the forwards under bf16 autocast; the
+    losses are computed in float32 outside it.
+    """
+
+    def __init__(self, student: GFLDetector, criterion: GFLLoss, teacher: GFLDetector | None = None,
+                 methods: nn.ModuleDict | None = None, amp: str = "none") -> None:
+        super().__init__()
+        self.student = student
+        self.methods = methods if methods is not None else nn.ModuleDict()
+        self.criterion = criterion
+        self.bf16 = amp == "bf16"
+        object.__setattr__(self, "teacher", freeze(teacher) if teacher is not None else None)
+
+    def train(self, mode: bool = True) -> Trainee:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher stays in eval mode: frozen BatchNorm statistics
+        return self
+
+    def forward(self, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
+        amp = torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        with amp:
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_out = self.teacher(images)
+            s_out = self.student(images)
+        priors = self.student.priors(s_out)
+        terms, tg = self.criterion(s_out, priors, targets)
+        if self.teacher is not None:
+            # Training-only branches that run network layers (the cross head) re-enter the same autocast.
+            ctx = StepContext(self.student, self.teacher, s_out, t_out, priors, tg, amp)
+            for method in self.methods.values():
+                terms |= method(ctx)
+        return terms
+
+
+class NonFiniteLoss(Exception):
+    """The weighted loss is NaN or infinite on some rank; nothing was updated. `terms`: the weighted terms."""
+
+    def __init__(self, terms: dict[str, float]) -> None:
+        super().__init__(", ".join(f"{k}={v:.4g}" for k, v in terms.items()))
+        self.terms = terms
+
+
+@dataclass
+class StepOutput:
+    raw: dict[str, torch.Tensor]
+    weighted: dict[str, torch.Tensor]
+    loss: torch.Tensor
+
+
+class TrainStep:
+    """trainee forward -> weigh -> sum -> finite check (all ranks agree) -> zero_grad -> backward -> clip -> step.
+
+    `forward` is what runs the trainee: the trainee itself, or its DistributedDataParallel wrapper."""
+
+    def __init__(self, trainee: Trainee, optimizer: torch.optim.Optimizer, weights: dict[str, float],
+                 grad_clip: float | None = None, scheduler=None, forward: nn.Module | None = None) -> None:
+        self.trainee, self.optimizer, self.weights = trainee, optimizer, weights
+        self.grad_clip, self.scheduler = grad_clip, scheduler
+        self.forward = forward if forward is not None else trainee
+
+    def __call__(self, images: torch.Tensor, targets: list[dict]) -> StepOutput:
+        raw = self.forward(images, targets)
+        weighted = weigh(raw, self.weights)
+        loss = sum(weighted.values())
+        if dist.any_rank(not torch.isfinite(loss).item()):  # every rank stops together, or collectives hang
+            raise NonFiniteLoss({k: v.item() for k, v in weighted.items()})
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainee.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return StepOutput(raw, weighted, loss)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """No weight decay on norms, biases and the per-level scales: decaying them only fights the data."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)

@@ -1,0 +1,123 @@
+"""The config sections every floor reads: model, data, train, loss, eval (pydantic, unknown keys rejected).
+
+The whole experiment config (`ftpdet.config.Config`) adds one `distill` section assembled from the methods'
+own config models (each beside its method in ftpdet/methods/); it lives above the methods, while these
+sections sit low enough for data, models and losses to import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ftpdet.errors import ConfigError
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors (a typo such as `train.lrr` names the key and its closest match),
+    assignments are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """Backbone -> FPN -> GFL head. Defaults are the CPU-sized teacher of DESIGN.md section 7."""
+
+    backbone: Literal["resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small"] = (
+        "resnet18"
+    )
+    width_mult: float = Field(1.0, gt=0, description="MobileNetV3 channel multiplier (ignored for ResNets)")
+    # None = random init (nothing downloads); a path to a torchvision state_dict; or
+    # "torchvision:<WEIGHTS>" (e.g. torchvision:IMAGENET1K_V1), which downloads where there is internet.
+    backbone_weights: str | None = None
+    fpn_channels: int = Field(96, ge=8)  # 96, not 256: the standard head spends most of a CPU step
+    strides: list[int] = [8, 16, 32]  # P3-P5 for ~128 px images; add 64, 128 (P6, P7) for COCO sizes
+    head_channels: int = Field(96, ge=8)
+    num_convs: int = Field(2, ge=0)  # convs per tower; GFL uses 4, the CPU-sized head 2
+    reg_max: int = Field(16, ge=1)  # edge distributions have reg_max + 1 bins (GFL default 16)
+    # ATSS anchor side = anchor_scale * stride. GFL uses 8 for ~800 px COCO images; with 8 on 128 px
+    # images no object is big enough for P5, so 4 spreads 6-115 px objects over P3-P5. Use 8 for COCO sizes.
+    anchor_scale: float = Field(4.0, gt=0)
+    atss_topk: int = Field(9, ge=1)
+    atss_fallback: bool = True  # a box ATSS leaves without positives takes its nearest free location
+
+    @model_validator(mode="after")
+    def _check_strides(self) -> ModelConfig:
+        allowed = [8, 16, 32, 64, 128]
+        if self.strides != allowed[: len(self.strides)] or len(self.strides) < 3:
+            raise ValueError(f"strides must be one of {[allowed[:n] for n in range(3, 6)]}, got {self.strides}")
+        return self
+
+
+class DataConfig(Section):
+    """Where the COCO-format data lives and how it is augmented."""
+
+    # A dataset laid out as `ftpdet data synth` writes it: root/{train,val}/, root/annotations/.
+    # Any of the four explicit paths below overrides the corresponding root-derived one.
+    root: str | None = None
+    train_ann: str | None = None
+    train_images: str | None = None
+    val_ann: str | None = None
+    val_images: str | None = None
+    image_size: int = Field(128, ge=32)  # letterboxed square side; 96-160 px trains in minutes on a CPU
+    cache_images: bool = True  # decode every image once; 2,000 images of 128 px are ~100 MB
+    num_workers: int = Field(0, ge=0)
+    hflip: float = Field(0.5, ge=0, le=1)
+    photometric: bool = True
+
+    @model_validator(mode="after")
+    def _fill_from_root(self) -> DataConfig:
+        if self.root is not None:
+            root = Path(self.root)
+            defaults = {
+                "train_ann": root / "annotations" / "instances_train.json",
+                "train_images": root / "train",
+                "val_ann": root / "annotations" / "instances_val.json",
+                "val_images": root / "val",
+            }
+            for key, value in defaults.items():
+                if getattr(self, key) is None:
+                    object.__setattr__(self, key, str(value))
+        return self
+
+    def require_paths(self) -> None:
+        missing = [k for k in ("train_ann", "train_images", "val_ann", "val_images") if getattr(self, k) is None]
+        if missing:
+            raise ConfigError(f"data: set data.root or {', '.join('data.' + m for m in missing)}")
+
+
+class TrainConfig(Section):
+    out_dir: str = "runs/train"
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(16, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)  # AdamW 1e-3 is what DESIGN.md section 7 measured from scratch
+    weight_decay: float = Field(0.05, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
+    warmup_steps: int = Field(100, ge=0)
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
+    grad_clip: float | None = Field(10.0, gt=0)
+    seed: int = 0
+    device: str = "auto"  # auto = cuda when available, else cpu
+    amp: Literal["none", "bf16"] = "none"  # bf16 autocast is ~1.5x faster on CPUs with avx512_bf16
+    eval_every: int = Field(1, ge=1)  # epochs between evaluations (the last epoch is always evaluated)
+    log_every: int = Field(10, ge=1)  # steps between metrics.jsonl lines
+
+
+class LossConfig(Section):
+    """GFL's loss weights (Li et al. 2020): QFL 1.0 with beta 2, DFL 0.25, GIoU 2.0."""
+
+    qfl_beta: float = 2.0
+    qfl: float = 1.0
+    dfl: float = 0.25
+    giou: float = 2.0
+
+
+class EvalConfig(Section):
+    score_thr: float = Field(0.05, ge=0, le=1)
+    nms_iou: float = Field(0.6, gt=0, le=1)
+    pre_nms_topk: int = Field(1000, ge=1)
+    max_dets: int = Field(100, ge=1)  # COCO's maxDets
+    batch_size: int = Field(32, ge=1)
