@@ -12,6 +12,7 @@ from ftpdet.bench.stats import Results, closure, paired
 from ftpdet.bench.tables import answers, choice_table
 from ftpdet.cli import app
 from ftpdet.data.coco import CocoDetection
+from ftpdet.engine.step import TrainStep
 from ftpdet.engine.train import train
 from tests.conftest import tiny_config
 
@@ -218,6 +219,15 @@ def test_hetero_answer_needs_a_paired_lead_over_kd_and_ld():
     assert hetero_line(data([4.0, 4.1, 3.9], [5.0, 5.2, 5.1], [3.0, 3.0, 3.0])).endswith("**no** |")
 
 
+def test_the_training_loop_runs_the_shared_step(tiny_data, tmp_path, monkeypatch):
+    batches = []
+    original = TrainStep.__call__
+    monkeypatch.setattr(TrainStep, "__call__", lambda self, images, targets: batches.append(len(images))
+                        or original(self, images, targets))
+    train(tiny_config(tiny_data, tmp_path / "run", "train.epochs=1"), progress=False)
+    assert batches == [8, 8]  # 16 images, batch 8: every optimisation step went through TrainStep
+
+
 def test_seeds_are_paired_distillation_sees_the_plain_runs_augmentations(tiny_data, teacher_ckpt, tmp_path, monkeypatch):
     """Building the teacher and a method's adapters must not shift the augmentation stream of the same seed."""
     seen: list[list[float]] = []
@@ -251,14 +261,18 @@ def test_user_data_runs_the_same_comparison(tiny_data, tmp_path):
     assert {r["method"] for r in results["records"]} >= {"student", *BASELINES, "ftpd"}
 
 
-def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path):
+def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path, monkeypatch):
     from ftpdet.bench.accuracy import trained_pair
     from ftpdet.bench.speed import run_speed
 
+    steps = []  # the speed benchmark times the training loop's own step (engine/step.py), not a copy of it
+    original = TrainStep.__call__
+    monkeypatch.setattr(TrainStep, "__call__", lambda self, *a: steps.append(self) or original(self, *a))
     teacher, student = trained_pair(smoke[0])  # the smoke benchmark's trained teacher and seed-0 student
     assert teacher.is_file() and student.is_file()
     path = run_speed(PRESETS["smoke"], tmp_path, iters=1, rounds=1, teacher=teacher, student=student)
     speed = json.loads(path.read_text())
+    assert len(steps) == 2 * (len(speed["ms"]) - 1)  # warm-up + 1 timed call per step kind; the teacher forward is no step
     assert speed["trained_weights"] is True
     floor = speed["ms"]["student step"] + speed["ms"]["teacher forward"]
     for name in MAIN_METHODS:

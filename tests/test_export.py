@@ -83,3 +83,21 @@ def test_cli_export_then_predict_with_the_onnx_file(exported, tmp_path):
     res = runner.invoke(app, ["predict", str(out), str(image), "--out", str(tmp_path / "vis")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "vis" / f"{image.stem}_pred.png").stat().st_size > 1000
+
+
+def test_a_checkpoint_and_an_onnx_file_are_both_predictors(exported):
+    """eval and predict take either through one protocol: device + predict(images, eval config)."""
+    from ftpdet.predictor import Predictor
+
+    ckpt, path, root = exported
+    model, cfg, _ = load_predictor(ckpt)
+    onnx_model, _, _ = load_predictor(path)
+    assert isinstance(model, Predictor) and isinstance(onnx_model, Predictor)
+    assert not isinstance(onnx_model, torch.nn.Module)  # a session, not a module pretending to be one
+    ds = CocoDetection(root / "annotations" / "instances_train.json", root / "train", cfg.data.image_size)
+    images, _ = collate([ds[i] for i in range(2)])
+    a, b = model.predict(images, cfg.eval), onnx_model.predict(images, cfg.eval)
+    assert len(a[0]["boxes"]) > 0 and len(a[0]["boxes"]) == len(b[0]["boxes"])
+    assert torch.allclose(a[0]["boxes"], b[0]["boxes"], atol=1e-2)
+    model.train()
+    assert model.predict(images, cfg.eval)[0]["boxes"].shape == a[0]["boxes"].shape and model.training  # mode kept

@@ -79,3 +79,29 @@ def test_evaluating_more_often_does_not_change_training(tiny_data, tmp_path):
     b = train(tiny_config(tiny_data, tmp_path / "b", "train.epochs=2", "train.eval_every=2"), progress=False)
     wa, wb = load_checkpoint(a.out_dir / "last.pt")["model"], load_checkpoint(b.out_dir / "last.pt")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_metrics_log_every_term_raw_and_weighted(tiny_data, teacher_ckpt, tmp_path):
+    """One weight table, applied once: each logged term is its raw value times its configured weight, and the
+    loss is the sum of the weighted terms. log_every=1, so each line holds one step's values."""
+    cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=1", "loss.dfl=0.5", "distill.ld.cls_weight=4")
+    train(cfg, teacher=teacher_ckpt, method="ld", progress=False)
+    weights = {"loss_qfl": 1.0, "loss_dfl": 0.5, "loss_giou": 2.0, "distill_ld": 0.25, "distill_ld_vlr": 0.25,
+               "distill_ld_cls": 4.0}
+    lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"eval"' not in ln]
+    assert len(lines) == 2
+    for line in lines:
+        for name, w in weights.items():
+            assert line[name] == pytest.approx(w * line[f"{name}_raw"], rel=1e-5), name
+        assert line["loss"] == pytest.approx(sum(line[name] for name in weights), rel=1e-5)
+        assert line["distill_ld_cls_raw"] > 0 and line["loss_dfl_raw"] > 0
+
+
+def test_a_teacher_named_in_the_config_distils(tiny_data, teacher_ckpt, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=1", f"distill.teacher={teacher_ckpt}",
+                      "distill.method=kd")
+    result = train(cfg, progress=False)
+    ckpt = load_checkpoint(result.out_dir / "last.pt")
+    assert ckpt["method"] == "kd" and ckpt["teacher"] == str(teacher_ckpt)
+    assert '"distill_kd_cls"' in (result.out_dir / "metrics.jsonl").read_text()
+    assert ckpt["config"]["distill"]["teacher"] == str(teacher_ckpt)  # the resolved config records it
