@@ -86,6 +86,16 @@ def a_teacher_with_other_classes(root, tmp, teacher_ckpt=None):
     return args, "teacher.pt: teacher classes"
 
 
+def a_misspelt_method(root, tmp, teacher_ckpt=None):
+    args = ["distill", "demo_student", "--teacher", str(teacher_ckpt)] + train_args(root, tmp / "run", "--set",
+                                                                                    "distill.method=ftdp")[2:]
+    return args, "'distill.method': unknown method 'ftdp' (did you mean 'ftpd'?)"
+
+
+def a_distillation_without_a_teacher(root, tmp):
+    return ["distill"] + train_args(root, tmp / "run")[1:], "no teacher; pass --teacher T.pt or set distill.teacher"
+
+
 def a_checkpoint_from_another_model(root, tmp):
     other = tmp / "resnet.pt"
     torch.save(torchvision.models.resnet18().state_dict(), other)
@@ -127,7 +137,8 @@ def a_read_only_output_dir(root, tmp):
 
 CASES = [truncated_json, json_of_the_wrong_shape, json_with_a_wrong_field, an_image_that_is_not_an_image,
          a_zero_byte_image, a_missing_image_dir, a_config_with_a_typo, a_config_with_a_wrong_type,
-         a_teacher_with_other_classes, a_checkpoint_from_another_model, a_checkpoint_whose_weights_are_not_its_model,
+         a_teacher_with_other_classes, a_misspelt_method, a_distillation_without_a_teacher,
+         a_checkpoint_from_another_model, a_checkpoint_whose_weights_are_not_its_model,
          an_onnx_path_that_does_not_exist, an_onnx_file_that_is_not_onnx, a_read_only_output_dir]
 
 
