@@ -51,15 +51,11 @@ def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: i
 
 
 class GFLLoss:
-    """ATSS targets, then GFL's three terms, raw: {loss_qfl, loss_dfl, loss_giou}. `weights` is their part of
-    the step's weight table (ftpdet.engine.step)."""
+    """ATSS targets, then GFL's three terms, raw: {loss_qfl, loss_dfl, loss_giou}; their weights (`loss.*`) are
+    applied with every other term's by the step (ftpdet.engine.step.weight_table)."""
 
     def __init__(self, cfg: LossConfig, num_classes: int, reg_max: int, topk: int, fallback: bool = True) -> None:
         self.cfg, self.num_classes, self.reg_max, self.topk, self.fallback = cfg, num_classes, reg_max, topk, fallback
-
-    @property
-    def weights(self) -> dict[str, float]:
-        return {"loss_qfl": self.cfg.qfl, "loss_dfl": self.cfg.dfl, "loss_giou": self.cfg.giou}
 
     def __call__(
         self, outputs: dict[str, list], priors: Priors, targets: list[dict]
