@@ -271,9 +271,10 @@ def test_a_batch_without_objects_gives_finite_terms_and_a_gradient_for_every_par
     assert all(p.grad is not None for p in d.parameters() if p.requires_grad)
 
 
-def test_ld_class_kd_is_averaged_over_classes(teacher_ckpt, batch):
-    """LD's class term follows its repository (mean over classes): 1/C of the summed KL, not C times more."""
-    from ftpdet.methods.functional import edge_kl, normalised
+def test_ld_class_kd_is_averaged_over_classes_and_over_each_levels_positives(teacher_ckpt, batch):
+    """LD's class term follows its repository: mean over classes (1/C of the summed KL, not C times more), averaged
+    over each FPN level's positives and summed over levels (tests/test_baselines.py has the value-and-gradient check)."""
+    from ftpdet.methods.functional import edge_kl
 
     images, targets = batch
     teacher = teacher_model(teacher_ckpt)
@@ -286,7 +287,13 @@ def test_ld_class_kd_is_averaged_over_classes(teacher_ckpt, batch):
         from ftpdet.models.detector import flatten_levels
 
         s_cls, t_cls = flatten_levels(s_out["cls_logits"]), flatten_levels(t_out["cls_logits"])
-        _, tg = d.criterion(s_out, student.priors(s_out), targets)
-        summed = edge_kl(s_cls[tg.pos], t_cls[tg.pos], 2.0).sum()
-    expected = 10.0 * normalised(summed, tg.pos.sum().float()) / teacher.num_classes
-    assert terms["distill_ld_cls"].item() == pytest.approx(expected.item(), rel=1e-4)
+        priors = student.priors(s_out)
+        _, tg = d.criterion(s_out, priors, targets)
+        expected, start = 0.0, 0
+        for count in priors.num_per_level:
+            pos = tg.pos[:, start : start + count]
+            if pos.any():
+                kl = edge_kl(s_cls[:, start : start + count][pos], t_cls[:, start : start + count][pos], 2.0)
+                expected += kl.sum().item() / teacher.num_classes / pos.sum().item()
+            start += count
+    assert terms["distill_ld_cls"].item() == pytest.approx(10.0 * expected, rel=1e-4)

@@ -3,7 +3,8 @@
 Classes: binary KD to sigmoid(z_t), modulated by |sigmoid(z_t) - sigmoid(z_s)| (QFL with beta = 1), at all
 locations, normalised by the number of positives; weight 1. Boxes: GIoU between the student's and the
 teacher's decoded boxes at all locations, weighted by max_c |sigmoid(z_t,c) - sigmoid(z_s,c)| (where the two
-disagree on classes, boxes matter most), normalised by the weight sum; weight 4.
+disagree on classes, boxes matter most), normalised by the number of positives as the BCKD repository does
+(`loss_score_kd`, avg_factor = num_total_samples), not by the sum of those weights; weight 4.
 """
 
 from __future__ import annotations
@@ -40,5 +41,5 @@ class BCKD(Method):
         giou = giou_loss(s_box.reshape(-1, 4), t_box.reshape(-1, 4)).reshape(w.shape)
         return {
             "distill_bckd_cls": normalised(cls, num_pos),
-            "distill_bckd_box": normalised((giou * w).sum(), w.sum()),
+            "distill_bckd_box": normalised((giou * w).sum(), num_pos),
         }
