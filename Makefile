@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 # The tested versions; pyproject.toml keeps ranges so GPU users can bring their own build.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# Tested versions of the other pinned dependencies (ranges in pyproject.toml).
+OTHER_PINS := scipy==1.17.1
 
 .PHONY: demo test install clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet $(TORCH_PINS) -e ".[dev]"
+	$(VENV)/bin/pip install --quiet $(TORCH_PINS) $(OTHER_PINS) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
-from ftpdet.bench.stats import Results, closure, paired
+from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import answers, choice_table
 from ftpdet.cli import app
 from ftpdet.data.coco import CocoDetection
@@ -106,7 +106,7 @@ def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     _, _, variant_ap, _, default_ap, diff = line.split()  # seed 0: 1.23 vs 1.00 (+0.23)
     assert float(default_ap) == pytest.approx(default["AP"], abs=0.006)
     assert float(diff.strip("()")) == pytest.approx(float(variant_ap) - default["AP"], abs=0.011)
-    assert "paired difference:" in res.output
+    assert "paired difference:" in res.output and "(95% interval)" in res.output
     # --on sets both sides: CTF's effect without DLT is two ablation rows of the benchmark, nothing to train
     res = runner.invoke(app, ["bench", "variant", "ftpd", "--on", "distill.ftpd.dlt.enabled=false", "--set",
                               "distill.ftpd.ctf.enabled=false", "--preset", "smoke", "--out", str(copy)])
@@ -194,7 +194,8 @@ def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults
     }
     lines = choice_table(Results(data), "dlt", "DLT")
     assert lines[2].startswith("| quality (default) | 2 | 5.50 ± 0.71") and "(the defaults)" in lines[2]
-    assert lines[3] == "| std | 2 | 5.25 ± 0.35 | 10.50 ± 0.71 | 5.25 ± 0.35 | +0.50, -1.00 | -0.25 ± 1.06 | no |"
+    # -0.25 +- t(0.975, 1) * 1.06 / sqrt(2): two seeds that disagree give a wide interval holding 0
+    assert lines[3] == "| std | 2 | 5.25 ± 0.35 | 10.50 ± 0.71 | 5.25 ± 0.35 | +0.50, -1.00 | -0.25 [-9.78, +9.28] | no |"
 
 
 def test_hetero_answer_needs_a_paired_lead_over_kd_and_ld():
@@ -209,14 +210,26 @@ def test_hetero_answer_needs_a_paired_lead_over_kd_and_ld():
     def hetero_line(res):
         return next(x for x in answers(res, None) if x.startswith("| With a teacher of another architecture"))
 
-    # higher mean over KD (+0.5) but the per-seed differences (+2.5, -1.0, 0.0) swing more than that: not a yes
+    # higher mean over KD (+0.5) but the per-seed differences (+2.5, -1.0, 0.0) swing more than that
     line = hetero_line(data([6.5, 4.0, 5.0], [4.0, 5.0, 5.0], [3.0, 3.0, 3.0]))
-    assert "FTPD - KD +0.50 ± 1.80" in line and line.endswith("**not resolved** |")
+    assert "FTPD - KD +0.50 [-3.98, +4.98]" in line and line.endswith("**not resolved** |")
+    # ahead on every seed (+1.0, +0.5, +0.3), but 3 seeds give an interval of +-0.90 around +0.60: not resolved
     line = hetero_line(data([6.0, 5.5, 5.2], [5.0, 5.0, 4.9], [3.0, 3.0, 3.0]))
-    assert "FTPD - KD +0.60 ± 0.36" in line and line.endswith("**yes** |")
-    assert hetero_line(data([6.0], [5.0], [3.0])).endswith("**yes** |")  # one seed: the means decide, as reported
+    assert "FTPD - KD +0.60 [-0.30, +1.50]" in line and line.endswith("**not resolved** |")
+    assert hetero_line(data([6.0], [5.0], [3.0])).endswith("**not resolved** |")  # one seed: no interval
+    line = hetero_line(data([6.0, 6.1, 6.2], [5.0, 5.0, 5.0], [3.0, 3.0, 3.0]))  # +1.10 +- 0.25: above 0
+    assert "FTPD - KD +1.10 [+0.85, +1.35]" in line and line.endswith("**yes** |")
     # behind KD on every seed: a plain no
     assert hetero_line(data([4.0, 4.1, 3.9], [5.0, 5.2, 5.1], [3.0, 3.0, 3.0])).endswith("**no** |")
+
+
+def test_the_interval_is_the_t_interval_of_the_paired_differences():
+    m, low, high = ci95([1.0, 2.0, 3.0])  # mean 2, std 1, t(0.975, 2) = 4.303
+    assert (m, low, high) == pytest.approx((2.0, 2 - 4.303 / 3**0.5, 2 + 4.303 / 3**0.5), abs=1e-3)
+    assert not resolved([1.0, 2.0, 3.0]) and resolved([1.0, 1.2, 1.1]) and resolved([-1.0, -1.2, -1.1])
+    assert not resolved([5.0])  # one seed has no interval
+    m, low, high = ci95([0.4, 0.5, 0.6, 0.5, 0.45])
+    assert low > 0 and high < 1 and m == pytest.approx(0.49)
 
 
 def test_the_training_loop_runs_the_shared_step(tiny_data, tmp_path, monkeypatch):

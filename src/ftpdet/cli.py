@@ -299,7 +299,7 @@ def bench_variant(
     a change before making it a default."""
     from ftpdet.bench.accuracy import AccuracyBench
     from ftpdet.bench.presets import PRESETS
-    from ftpdet.bench.stats import distinguishable, mean_std
+    from ftpdet.bench.tables import beats, interval
     from ftpdet.methods import parse_method
 
     check_preset(preset)
@@ -319,9 +319,9 @@ def bench_variant(
     for r in rows:
         typer.echo(f"  seed {r['seed']}: {r['AP']:.2f} vs {r['base_AP']:.2f} ({r['difference']:+.2f})")
     diffs = [r["difference"] for r in rows]
-    m, sd = mean_std(diffs)
-    verdict = "a difference (|mean| > std)" if distinguishable(diffs) else "not distinguishable from seed noise"
-    typer.echo(f"  paired difference: {m:+.2f} ± {sd:.2f} over {len(rows)} seed(s): {verdict}")
+    verdict = {"yes": "better (interval above 0)", "no": "worse (interval below 0)",
+               "not resolved": "not resolved (the interval holds 0)"}[beats(diffs)]
+    typer.echo(f"  paired difference: {interval(diffs)} (95% interval) over {len(rows)} seed(s): {verdict}")
 
 
 @bench_app.command("speed")

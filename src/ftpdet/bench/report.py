@@ -49,18 +49,20 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"seeds (seed k: same student initialisation, data order and augmentation for every method); "
         f"{choice_seeds(data)}; heterogeneous pair over {s.get('hetero_seeds', s['extra_seeds'])}; tau sweep "
         f"over {s['extra_seeds']}. AP is COCO AP (%) of each "
-        f"run's final checkpoint on the validation set; mean ± std (sample std) over seeds. Results: "
+        f"run's final checkpoint on the validation set; mean ± std (sample std) over seeds; a difference between two "
+        f"runs is the mean of their per-seed differences with its 95% t-interval. Results: "
         f"[`{rel}/accuracy.json`]({rel}/accuracy.json).",
         "",
         "### Does FTPD beat the baselines on this data?",
         "",
-        "Each answer comes from paired seeds: **yes** when FTPD is ahead on the mean of the per-seed differences and "
-        "that mean exceeds their std, **no** when it is behind by the same rule, **not resolved** when the "
-        "difference is within seed noise.",
+        "Each answer comes from paired seeds: the per-seed differences FTPD - X, their mean and its 95% t-interval "
+        "over seeds, shown as mean [low, high]. **yes** when the interval lies above 0, **no** when it lies below "
+        "0, **not resolved** when it holds 0 (one seed has no interval).",
         "",
         *answers(res, speed),
         "",
-        "Gain over student: the mean ± std of the per-seed differences from the plain student of the same seed. "
+        "Gain over student: the mean of the per-seed differences from the plain student of the same seed, with its 95% "
+        "interval. "
         "Gap closed = (method - student) / (teacher - student), from the means. Step time / student: each run's "
         "seconds per step over the plain student's, from the runs themselves (a noisy, shared-machine measure; the "
         "speed benchmark below is the careful one).",
@@ -81,7 +83,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "",
         *comparison_table(res, "ablation", "main", "parts switched on"),
         "",
-        "Each part's effect, paired per seed (a difference counts where |mean| > std):",
+        "Each part's effect, paired per seed (resolved: the 95% interval excludes 0):",
         "",
         *part_effects(res),
         "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -22,12 +23,21 @@ def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
     return [a[s] - b[s] for s in sorted(a) if s in b]
 
 
-def distinguishable(diffs: list[float]) -> bool:
-    """The report's rule for 'a difference': over more than one seed, |mean| of the paired differences > their std."""
-    if len(diffs) < 2:
-        return False
+def ci95(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean of the paired differences and its 95% t-interval over seeds: (mean, low, high). One seed has no
+    interval: (mean, nan, nan)."""
     m, s = mean_std(diffs)
-    return abs(m) > s
+    if len(diffs) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * s / np.sqrt(len(diffs))
+    return m, m - half, m + half
+
+
+def resolved(diffs: list[float]) -> bool:
+    """The report's rule for 'a difference': the 95% interval of the paired differences excludes 0 (so at least
+    two seeds). 'A beats B' means the interval of A - B lies above 0."""
+    _, low, high = ci95(diffs)
+    return bool(low > 0 or high < 0)
 
 
 def closure(method: dict[int, float], base: dict[int, float], teacher: float | None) -> float | None:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ftpdet.bench.presets import BASELINES
-from ftpdet.bench.stats import Results, closure, distinguishable, mean_std, paired
+from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved
 from ftpdet.engine.evaluate import METRIC_KEYS
 
 
@@ -18,10 +18,16 @@ def fmt(values: list[float]) -> str:
     return f"{m:.2f} ± {s:.2f}" if len(values) > 1 else f"{m:.2f}"
 
 
+def interval(d: list[float]) -> str:
+    """'+0.39 [-0.78, +1.56]': the mean paired difference and its 95% interval (the mean alone for one seed)."""
+    m, low, high = ci95(d)
+    return f"{m:+.2f}" if len(d) < 2 else f"{m:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def difference_cells(d: list[float]) -> str:
-    """Three table cells for paired differences: per seed, mean ± std, and whether they are distinguishable."""
-    m, s = mean_std(d)
-    return f"{', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | {'yes' if distinguishable(d) else 'no'}"
+    """Three table cells for paired differences: per seed, the mean with its 95% interval, and whether the
+    interval excludes 0."""
+    return f"{', '.join(f'{x:+.2f}' for x in d)} | {interval(d)} | {'yes' if resolved(d) else 'no'}"
 
 
 def _metric_cells(res: Results, row: dict | None, keys: tuple[str, ...]) -> list[str]:
@@ -39,7 +45,7 @@ def comparison_table(res: Results, table: str, teacher_role: str, title_col: str
     base = res.values(res.row(table, "student") or res.row("main", "student"))
     teacher = res.teacher_ap(teacher_role)
     lines = [
-        f"| {title_col} | seeds | " + " | ".join(keys) + " | gain over student (paired) | gap closed | step time / student |",
+        f"| {title_col} | seeds | " + " | ".join(keys) + " | gain over student, paired [95% interval] | gap closed | step time / student |",
         "|---|---|" + "---|" * len(keys) + "---|---|---|",
     ]
     t = res.data["teachers"].get(teacher_role)
@@ -53,7 +59,7 @@ def comparison_table(res: Results, table: str, teacher_role: str, title_col: str
             continue
         vals = res.values(row)
         is_base = row["method"] == "student"
-        gain = "" if is_base else fmt(paired(vals, base))
+        gain = "" if is_base else interval(paired(vals, base))
         c = None if is_base else closure(vals, base, teacher)
         ratios = [r["step_time_ratio"] for r in recs if "step_time_ratio" in r]
         label = f"{row['label']} ({res.data['student_params_m']:.2f} M)" if is_base else row["label"]
@@ -63,17 +69,17 @@ def comparison_table(res: Results, table: str, teacher_role: str, title_col: str
     return lines
 
 
+DIFFERENCE_HEAD = "per seed | mean [95% interval] | resolved? |"
+
+
 def versus_baselines(res: Results) -> list[str]:
-    """FTPD minus each baseline, per seed; a difference counts where |mean| > std."""
+    """FTPD minus each baseline, per seed, with the 95% interval of the paired difference."""
     ftpd = res.values(res.row("main", "ftpd"))
-    lines = ["| FTPD minus | per seed | mean ± std | mean > std? |", "|---|---|---|---|"]
+    lines = [f"| FTPD minus | {DIFFERENCE_HEAD}", "|---|---|---|---|"]
     for name in BASELINES:
         d = paired(ftpd, res.values(res.row("main", name)))
-        if not d:
-            continue
-        m, s = mean_std(d)
-        holds = len(d) > 1 and m > s
-        lines.append(f"| {name} | {', '.join(f'{x:+.2f}' for x in d)} | {m:+.2f} ± {s:.2f} | {'yes' if holds else 'no'} |")
+        if d:
+            lines.append(f"| {name} | {difference_cells(d)} |")
     return lines
 
 
@@ -89,7 +95,7 @@ PART_EFFECTS = (
 
 def part_effects(res: Results) -> list[str]:
     """What switching one part on does, per seed: the paired difference of two ablation rows."""
-    lines = ["| switching on | per seed | mean ± std | mean > std? |", "|---|---|---|---|"]
+    lines = [f"| switching on | {DIFFERENCE_HEAD}", "|---|---|---|---|"]
     for name, on, off in PART_EFFECTS:
         d = paired(res.values(res.row("ablation", on)), res.values(res.row("ablation", off)))
         if d:
@@ -111,7 +117,7 @@ def choice_table(res: Results, table: str, label_col: str) -> list[str]:
     keys = ("AP", "AP50", "AP75")
     default_row = res.row("main", "ftpd")
     default, default_keys = res.values(default_row), set(default_row["keys"]) if default_row else set()
-    lines = [f"| {label_col} | seeds | " + " | ".join(keys) + " | minus defaults, per seed | mean ± std | mean > std? |",
+    lines = [f"| {label_col} | seeds | " + " | ".join(keys) + " | minus defaults, per seed | mean [95% interval] | resolved? |",
              "|---|---|" + "---|" * len(keys) + "---|---|---|"]
     for row in res.rows(table):
         cells = " | ".join(_metric_cells(res, row, keys))
@@ -124,15 +130,13 @@ def choice_table(res: Results, table: str, label_col: str) -> list[str]:
 
 
 def beats(d: list[float]) -> str:
-    """The answer to "does A beat B?" from the paired differences A - B: yes when A is ahead on the mean and, over
-    several seeds, the mean exceeds the differences' std; no when B is ahead by the same rule; else not resolved."""
+    """The answer to "does A beat B?" from the paired differences A - B: yes when their 95% interval lies above 0,
+    no when it lies below 0, not resolved when it holds 0 (or with a single seed, which has no interval)."""
     if not d:
         return "n/a"
-    m, s = mean_std(d)
-    resolved = len(d) == 1 or abs(m) > s
-    if not resolved or m == 0:
+    if not resolved(d):
         return "not resolved"
-    return "yes" if m > 0 else "no"
+    return "yes" if mean_std(d)[0] > 0 else "no"
 
 
 def answers(res: Results, speed: dict | None) -> list[str]:
@@ -147,9 +151,8 @@ def answers(res: Results, speed: dict | None) -> list[str]:
     if ftpd and means:
         best = max(means, key=means.get)
         d = paired(ftpd, res.values(res.row("main", best)))
-        m, s = mean_std(d)
         add(f"Does FTPD beat the best baseline ({best}) on this data?",
-            f"FTPD {res.mean('main', 'ftpd'):.2f} vs {best} {means[best]:.2f}: {m:+.2f} ± {s:.2f} over {len(d)} paired "
+            f"FTPD {res.mean('main', 'ftpd'):.2f} vs {best} {means[best]:.2f}: {interval(d)} over {len(d)} paired "
             "seed(s)", beats(d))
     else:
         add("Does FTPD beat the best baseline on this data?", "n/a", "n/a")
@@ -164,8 +167,9 @@ def answers(res: Results, speed: dict | None) -> list[str]:
     if taus and no_tau is not None:
         best_tau = max(taus, key=taus.get)
         spread = max(taus.values()) - min(taus.values())
-        add(question, f"FTPD {no_tau:.2f} vs {best_tau} {taus[best_tau]:.2f} (LD spread over tau: {spread:.2f} AP)",
-            "yes" if no_tau > taus[best_tau] else "no")
+        d = paired(res.values(res.row("tau", "FTPD (no tau)")), res.values(res.row("tau", best_tau)))
+        add(question, f"FTPD {no_tau:.2f} vs {best_tau} {taus[best_tau]:.2f}: {interval(d)} over {len(d)} paired "
+            f"seed(s) (LD spread over tau: {spread:.2f} AP)", beats(d))
     else:
         add(question, "n/a", "n/a")
     question = "With a teacher of another architecture, does FTPD beat KD and LD?"
@@ -175,9 +179,7 @@ def answers(res: Results, speed: dict | None) -> list[str]:
         verdicts = []
         for name in ("kd", "ld"):
             d = paired(het["ftpd"], het[name])
-            m, sd = mean_std(d)
-            if len(d) > 1:
-                measured += f"; FTPD - {name.upper()} {m:+.2f} ± {sd:.2f}"
+            measured += f"; FTPD - {name.upper()} {interval(d)}"
             verdicts.append(beats(d))
         answer = "yes" if all(v == "yes" for v in verdicts) else "no" if "no" in verdicts else "not resolved"
         add(question, measured, answer)
