@@ -105,3 +105,44 @@ def test_a_teacher_named_in_the_config_distils(tiny_data, teacher_ckpt, tmp_path
     assert ckpt["method"] == "kd" and ckpt["teacher"] == str(teacher_ckpt)
     assert '"distill_kd_cls"' in (result.out_dir / "metrics.jsonl").read_text()
     assert ckpt["config"]["distill"]["teacher"] == str(teacher_ckpt)  # the resolved config records it
+
+
+def test_weight_average_is_the_ramped_exponential_moving_average():
+    """W_ema <- d_n W_ema + (1 - d_n) W, d_n = decay * (1 - exp(-n / ramp)), from a copy of the first weights;
+    integer buffers are copied."""
+    import math
+
+    from ftpdet.engine.step import weight_average
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    ema = weight_average(model, decay=0.9, ramp_steps=3)
+    expected = None
+    for n, value in enumerate([1.0, 2.0, 4.0, -1.0]):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+            model[1].num_batches_tracked.fill_(7 + n)
+        ema.update_parameters(model)
+        d = 0.9 * (1 - math.exp(-n / 3))
+        expected = value if expected is None else d * expected + (1 - d) * value
+        assert ema.module[0].weight[0, 0].item() == pytest.approx(expected, rel=1e-6)
+    assert ema.module[1].num_batches_tracked.item() == 10 and int(ema.n_averaged) == 4
+
+
+def test_ema_weights_are_evaluated_saved_loaded_and_resumed_exactly(tiny_data, tmp_path):
+    from ftpdet.checkpoint import load_model
+
+    full = train(tiny_config(tiny_data, tmp_path / "full", "train.epochs=2", "train.ema=0.9"), progress=False)
+    ckpt = load_checkpoint(full.out_dir / "last.pt")
+    assert ckpt["ema_updates"] == ckpt["step"] == 4
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"] if ckpt["model"][k].is_floating_point())
+    loaded = load_model(full.out_dir / "last.pt")[0].state_dict()
+    assert all(torch.equal(loaded[k], ckpt["ema"][k]) for k in loaded)  # inference loads the average
+    assert "ema" in load_checkpoint(full.out_dir / "best.pt")
+    cfg = tiny_config(tiny_data, tmp_path / "sliced", "train.epochs=2", "train.ema=0.9")
+    train(cfg, stop_after=1, progress=False)
+    resumed = load_checkpoint(train(cfg, resume=True, progress=False).out_dir / "last.pt")
+    assert all(torch.equal(resumed["ema"][k], ckpt["ema"][k]) for k in ckpt["ema"])
+    assert resumed["history"] == ckpt["history"]  # evaluated on the same averaged weights
+    plain = train(tiny_config(tiny_data, tmp_path / "plain", "train.epochs=2"), progress=False)
+    raw = load_checkpoint(plain.out_dir / "last.pt")
+    assert "ema" not in raw and all(torch.equal(raw["model"][k], ckpt["model"][k]) for k in raw["model"])  # same path

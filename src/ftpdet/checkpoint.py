@@ -2,7 +2,8 @@
 
 Contents: `model` (student weights only), `optimizer`, `scheduler`, `epoch`, `step`, `best_ap`,
 `config` (the resolved config as plain data), `categories` ({ids, names}), `rng` (torch RNG state),
-`version` (FORMAT_VERSION). Everything is tensors, numbers, strings, lists and dicts, so no code is ever
+`version` (FORMAT_VERSION); with train.ema also `ema` (the averaged weights, which inference loads) and
+`ema_updates`. Everything is tensors, numbers, strings, lists and dicts, so no code is ever
 unpickled. A file written by a newer ftpdet (a higher version) is refused in one line instead of being
 misread.
 """
@@ -51,14 +52,15 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GFLDetector, Config, Categories]:
-    """Rebuild a detector from a checkpoint: architecture from the stored config, then the weights."""
+    """Rebuild a detector from a checkpoint: architecture from the stored config, then the weights (the weight
+    average when the run kept one: what was evaluated)."""
     ckpt = load_checkpoint(path)
     cfg = checkpoint_config(ckpt, path)
     cats = Categories.from_dict(ckpt["categories"])
     model_cfg = cfg.model.model_copy(update={"backbone_weights": None})  # weights come from the checkpoint
     model = build_detector(model_cfg, len(cats.ids))
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["ema"] if "ema" in ckpt else ckpt["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match the stored model config ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), cfg, cats

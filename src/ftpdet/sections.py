@@ -104,6 +104,10 @@ class TrainConfig(Section):
     amp: Literal["none", "bf16"] = "none"  # bf16 autocast is ~1.5x faster on CPUs with avx512_bf16
     eval_every: int = Field(1, ge=1)  # epochs between evaluations (the last epoch is always evaluated)
     log_every: int = Field(10, ge=1)  # steps between metrics.jsonl lines
+    # Exponential moving average of the weights (as modern detectors ship them): the decay, e.g. 0.999 for a run of
+    # a few thousand steps; it ramps up as decay * (1 - exp(-updates / warmup_steps)). When set, evaluation,
+    # best.pt and every loaded checkpoint use the averaged weights; None: off (no measurement has chosen it yet).
+    ema: float | None = Field(None, gt=0, lt=1)
 
 
 class LossConfig(Section):

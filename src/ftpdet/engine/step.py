@@ -9,10 +9,12 @@ method's (`distill.<method>.*`) in one dict, and `weigh` applies it in one place
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 import ftpdet.distributed as dist
 from ftpdet.methods import method_weights
@@ -80,6 +82,20 @@ class Trainee(nn.Module):
         return terms
 
 
+def weight_average(model: nn.Module, decay: float, ramp_steps: int) -> AveragedModel:
+    """torch's AveragedModel as an exponential moving average of `model`'s weights and floating-point buffers
+    (BatchNorm statistics; integer buffers are copied). The decay ramps up as decay * (1 - exp(-n / ramp_steps)),
+    as in YOLOX and ultralytics, so the early, fast-changing weights are not averaged in for long."""
+
+    def average(avg: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        if not avg.is_floating_point():
+            return current
+        d = decay * (1 - math.exp(-float(n) / max(1, ramp_steps)))
+        return avg.lerp(current, 1 - d)
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
+
+
 class NonFiniteLoss(Exception):
     """The weighted loss is NaN or infinite on some rank; nothing was updated. `terms`: the weighted terms."""
 
@@ -96,14 +112,16 @@ class StepOutput:
 
 
 class TrainStep:
-    """trainee forward -> weigh -> sum -> finite check (all ranks agree) -> zero_grad -> backward -> clip -> step.
+    """trainee forward -> weigh -> sum -> finite check (all ranks agree) -> zero_grad -> backward -> clip -> step
+    -> learning-rate schedule and weight average, when given.
 
     `forward` is what runs the trainee: the trainee itself, or its DistributedDataParallel wrapper."""
 
     def __init__(self, trainee: Trainee, optimizer: torch.optim.Optimizer, weights: dict[str, float],
-                 grad_clip: float | None = None, scheduler=None, forward: nn.Module | None = None) -> None:
+                 grad_clip: float | None = None, scheduler=None, forward: nn.Module | None = None,
+                 ema: AveragedModel | None = None) -> None:
         self.trainee, self.optimizer, self.weights = trainee, optimizer, weights
-        self.grad_clip, self.scheduler = grad_clip, scheduler
+        self.grad_clip, self.scheduler, self.ema = grad_clip, scheduler, ema
         self.forward = forward if forward is not None else trainee
 
     def __call__(self, images: torch.Tensor, targets: list[dict]) -> StepOutput:
@@ -119,6 +137,8 @@ class TrainStep:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.trainee.student)
         return StepOutput(raw, weighted, loss)
 
 

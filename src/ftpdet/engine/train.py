@@ -2,6 +2,7 @@
 checkpoint -> at the end, plots and eval.json. The step itself (forward, weighted terms, backward, update) is
 engine/step.py, shared with `ftpdet bench speed`.
 
+With train.ema, the weight average is what is evaluated and what checkpoints give for inference.
 Run directory: config.yaml (resolved), metrics.jsonl (one JSON object per log step / eval; every loss term
 weighted under its name and raw as `<name>_raw`), last.pt and best.pt (atomic), curves.png, eval.json.
 """
@@ -29,7 +30,7 @@ from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, 
 from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
 from ftpdet.engine.evaluate import evaluate, summarize
-from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_table
+from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
 from ftpdet.files import ensure_writable
 from ftpdet.methods import build_methods
@@ -136,6 +137,7 @@ class Run:
     steps_per_epoch: int
     method: str | None  # None: a plain run
     teacher: str | Path | None
+    ema: torch.nn.Module | None  # the weight average (train.ema), evaluated and saved for inference when set
     # progress, restored on resume
     epoch: int = 0  # completed epochs
     global_step: int = 0
@@ -146,6 +148,11 @@ class Run:
     @property
     def main(self) -> bool:  # only rank 0 writes files, evaluates and draws progress bars
         return self.rank == 0
+
+    @property
+    def inference_model(self) -> GFLDetector:
+        """What is evaluated and what a loaded checkpoint holds: the weight average when train.ema is set."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def last_path(self) -> Path:
@@ -218,11 +225,17 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     total_steps = steps_per_epoch * tc.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, tc))
     weights = weight_table(cfg.loss, cfg.distill, method if teacher is not None else None)
-    step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward)
+    ema = weight_average(model, tc.ema, tc.warmup_steps) if tc.ema is not None else None
+    step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward, ema)
     run = Run(cfg, Path(tc.out_dir), rank, world, device, train_ds, val_ds, model, trainee, step, sampler, loader,
-              batch_size, steps_per_epoch, method if teacher is not None else None, teacher)
+              batch_size, steps_per_epoch, method if teacher is not None else None, teacher, ema)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            if "ema" not in ckpt:
+                raise ConfigError(f"{run.last_path}: --resume with train.ema set, but the run was started without it")
+            ema.module.load_state_dict(ckpt["ema"])
+            ema.n_averaged.fill_(int(ckpt["ema_updates"]))
         trainee.methods.load_state_dict(ckpt.get("distill_state", {}))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -262,6 +275,9 @@ def save_last(run: Run, epoch: int, improved: bool) -> None:
     }
     if distilled and len(run.trainee.methods.state_dict()):
         state["distill_state"] = run.trainee.methods.state_dict()  # training-only adapters, for --resume
+    if run.ema is not None:  # loading a checkpoint for inference takes these weights (checkpoint.load_model)
+        state["ema"] = run.ema.module.state_dict()
+        state["ema_updates"] = int(run.ema.n_averaged)
     save_checkpoint(state, run.last_path)
     if improved:  # best.pt is for inference and as a teacher: no optimizer state, no training-only adapters
         drop = ("optimizer", "scheduler", "distill_state", "rng", "rng_ranks")
@@ -312,7 +328,7 @@ def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopReq
 def evaluate_epoch(run: Run, epoch: int, log: MetricsLog | None, progress: bool) -> bool:
     """COCO AP of the student on the validation set (rank 0; every rank gets the numbers). Returns whether it
     improved on the best AP so far."""
-    metrics = evaluate(run.model, run.val_ds, run.cfg.eval, progress=progress)[0] if run.main else None
+    metrics = evaluate(run.inference_model, run.val_ds, run.cfg.eval, progress=progress)[0] if run.main else None
     metrics = dist.broadcast(metrics)
     run.history.append({"epoch": epoch + 1, "step": run.global_step, "metrics": metrics})
     improved = metrics["AP"] > run.best_ap
