@@ -22,7 +22,7 @@ from ftpdet.bench.presets import MAIN_METHODS, Preset
 from ftpdet.checkpoint import load_model
 from ftpdet.config import Config, apply_overrides, config_from_dict, load_config
 from ftpdet.data.coco import CocoDetection, collate
-from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_table
+from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector, freeze
@@ -88,8 +88,11 @@ def run_speed(
         return batches[cursor["i"]]
 
     def make_step(trainee: Trainee, weights: dict[str, float]) -> Callable[[], None]:
-        """The training loop's own step (engine/step.py) on this trainee, without a learning-rate schedule."""
-        step = TrainStep(trainee.train(), build_optimizer(trainee, cfg_s.train), weights, cfg_s.train.grad_clip)
+        """The training loop's own step (engine/step.py) on this trainee, with the weight average when the student's
+        config keeps one; without a learning-rate schedule."""
+        tc = cfg_s.train
+        ema = weight_average(trainee.student, tc.ema, tc.warmup_steps) if tc.ema is not None else None
+        step = TrainStep(trainee.train(), build_optimizer(trainee, tc), weights, tc.grad_clip, ema=ema)
         return lambda: step(*next_batch())
 
     @torch.no_grad()
