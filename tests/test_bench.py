@@ -82,6 +82,8 @@ def test_rerun_reuses_everything_and_a_lost_run_is_retrained_identically(smoke, 
     run_dir = copy / "runs" / victim["run_dir"].split("/runs/")[-1]
     (run_dir / "record.json").unlink()  # as if the benchmark was killed while this run was training
     (run_dir / "last.pt").unlink()
+    killed = {**before, "records": [r for r in before["records"] if r["key"] != victim["key"]]}
+    (copy / "results.json").write_text(json.dumps(killed))  # results.json is saved after each finished run only
     res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy)])
     assert res.exit_code == 0, res.output
     assert res.output.count("ftpdet distill (ftpd)") == 1  # the one lost run trained again, nothing else
@@ -89,6 +91,38 @@ def test_rerun_reuses_everything_and_a_lost_run_is_retrained_identically(smoke, 
     after = {r["key"]: r for r in json.loads((copy / "results.json").read_text())["records"]}
     for key in ("AP", "AP50", "AP75"):
         assert after[victim["key"]][key] == victim[key]  # a run is a function of its key: same seed, same result
+
+
+def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, tmp_path):
+    """--only runs some tables and keeps the others of --out; --reuse takes finished runs of the same key from a
+    results JSON (as committed under docs/) so a new machine retrains nothing it already has."""
+    out, _ = smoke
+    assert {s.table for s in plan_runs(PRESETS["quick"], 1, 2, only=("tau",))} == {"tau"}
+    assert {s.table for s in plan_runs(PRESETS["quick"], 1, 2, only=("ablation", "hetero"))} == {
+        "ablation", "position", "dlt", "hetero"}
+    before = json.loads((out / "results.json").read_text())
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy), "--only", "tau"])
+    assert res.exit_code == 0, res.output
+    assert "ftpdet train:" not in res.output and "ftpdet distill" not in res.output
+    after = json.loads((copy / "results.json").read_text())
+    assert after["tables"] == before["tables"]  # the main, ablation and hetero tables of the first sitting are kept
+    assert {r["key"] for r in after["records"]} == {r["key"] for r in before["records"]}
+    # a new machine: an empty --out, the committed results JSON, only the main comparison
+    committed = tmp_path / "accuracy.json"
+    shutil.copyfile(out / "results.json", committed)
+    fresh = tmp_path / "fresh"
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(fresh), "--only", "main",
+                              "--reuse", str(committed)])
+    assert res.exit_code == 0, res.output
+    assert "ftpdet train:" not in res.output and "ftpdet distill" not in res.output  # not even the teacher
+    main = Results(json.loads((fresh / "results.json").read_text()))
+    for row in Results(before).rows("main"):
+        assert main.values(main.row("main", row["label"])) == Results(before).values(row), row["label"]
+    assert json.loads((fresh / "results.json").read_text())["teachers"]["main"]["AP"] == before["teachers"]["main"]["AP"]
+    bad = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(fresh), "--only", "everything"])
+    assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau" in bad.output
 
 
 def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):

@@ -260,21 +260,27 @@ def bench_accuracy(
     hetero_teacher_config: Annotated[Optional[str], typer.Option(help="Teacher of the heterogeneous pair.")] = None,
     student_config: Annotated[Optional[str], typer.Option(help="Student config (YAML path or builtin name).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md (results JSON and plots beside it).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="Run only these parts: main | hetero | ablation | tau "
+                                                      "(repeatable); the other tables of --out are kept.")] = None,
+    reuse: Annotated[Optional[list[Path]], typer.Option(help="A results JSON (e.g. a committed docs/benchmarks/"
+                                                        "accuracy.json) whose finished runs are reused by key "
+                                                        "(repeatable; --report's own JSON is always read).")] = None,
 ) -> None:
     """Teacher, plain student and every method over paired seeds, plus FTPD's ablation, PD positions, LD's tau
     sweep and a heterogeneous pair. Finished runs are reused; an interrupted benchmark continues where it stopped."""
     from ftpdet.bench.accuracy import AccuracyBench
     from ftpdet.bench.presets import PRESETS
-    from ftpdet.bench.report import publish
+    from ftpdet.bench.report import assets_dir, publish
 
     check_preset(preset)
     if SMOKE:
         smoke_note(f"benchmark preset {preset}")
         preset, seeds = "smoke", None
     out = out or Path("runs/bench") / preset
+    reused = [*(reuse or []), *([assets_dir(report) / "accuracy.json"] if report is not None else [])]
     bench = AccuracyBench(PRESETS[preset].with_seeds(seeds), out, data=data, teacher_config=teacher_config,
                           hetero_teacher_config=hetero_teacher_config, student_config=student_config,
-                          command="ftpdet " + " ".join(sys.argv[1:]))
+                          command="ftpdet " + " ".join(sys.argv[1:]), only=tuple(only or ()), reuse=tuple(reused))
     bench()
     own = publish(out / "results.json", out / "benchmarks.md", "accuracy.json")
     typer.echo(f"results: {out / 'results.json'}; report: {own}")

@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ftpdet.bench.presets import ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, Preset
+from ftpdet.bench.presets import ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, Preset
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
 from ftpdet.engine.evaluate import METRIC_KEYS
@@ -48,9 +48,9 @@ class RunSpec:
     overrides: tuple[str, ...] = ()
 
 
-def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[RunSpec]:
-    """Every cell of every table, seed 0 of all tables first, so an interrupted benchmark already has one
-    complete picture. Identical runs (same key) in several tables are trained once."""
+def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tuple[str, ...] = ()) -> list[RunSpec]:
+    """Every cell of every table (of the `only` parts, when given), seed 0 of all tables first, so an interrupted
+    benchmark already has one complete picture. Identical runs (same key) in several tables are trained once."""
     specs: list[RunSpec] = []
     positions = ["output"] + [str(k) for k in range(min(student_convs, teacher_convs) + 1)]
     for seed in range(max(preset.seeds, preset.extra_seeds, preset.ablation_seeds, preset.hetero_seeds)):
@@ -68,6 +68,9 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int) -> list[Ru
         if seed < preset.hetero_seeds:
             specs.append(RunSpec("hetero", "student", None, seed))
             specs += [RunSpec("hetero", m, m, seed, "hetero") for m in HETERO_METHODS]
+    if only:
+        tables = {t for part in only for t in PARTS[part]}
+        specs = [s for s in specs if s.table in tables]
     return specs
 
 
@@ -165,8 +168,24 @@ class AccuracyBench:
         student_config: str | None = None,
         progress: bool = True,
         command: str | None = None,
+        only: tuple[str, ...] = (),
+        reuse: tuple[str | Path, ...] = (),
     ) -> None:
+        """`only`: the parts (presets.PARTS) to run; the other tables of an earlier sitting's results.json in `out`
+        are kept. `reuse`: results JSON files (e.g. a committed docs/benchmarks/accuracy.json) whose finished
+        records are taken instead of training a run of the same key (a run is a function of its key)."""
         self.preset, self.out, self.progress = preset, Path(out), progress
+        self.only = tuple(only)
+        unknown = [p for p in self.only if p not in PARTS]
+        if unknown:
+            raise FtpdetError(f"--only {unknown[0]}: choose from {', '.join(PARTS)}")
+        self.previous = json.loads((self.out / "results.json").read_text()) if (self.out / "results.json").is_file() else {}
+        self.known: dict[str, dict] = {}  # finished records by key, from earlier sittings and committed results
+        self.known_teachers: dict[str, dict] = {}
+        for source in [*reuse, self.out / "results.json"]:
+            earlier = json.loads(Path(source).read_text()) if Path(source).is_file() else {}
+            self.known |= {r["key"]: r for r in earlier.get("records", []) if r.get("status") == "done"}
+            self.known_teachers |= {t["key"]: t for t in earlier.get("teachers", {}).values() if t.get("status") == "done"}
         self.configs = {
             "main": teacher_config or preset.teacher,
             "hetero": hetero_teacher_config or preset.hetero_teacher,
@@ -212,15 +231,19 @@ class AccuracyBench:
         return load_config(self.configs[role], [*base, *p.common, *extra, *schedule, *overrides])
 
     # -- runs ------------------------------------------------------------------------------------------
-    def _train(self, cfg: Config, key: str, run_dir: Path, teacher: Path | None, method: str | None) -> dict:
-        """Train, resume or reuse the run in run_dir; its record.json marks it finished."""
-        from ftpdet.engine.train import train
-
+    def finished(self, key: str, run_dir: Path, known: dict[str, dict]) -> dict | None:
+        """The finished record of `key`: the run directory's record.json, else one from earlier results."""
         record_path = run_dir / "record.json"
         if record_path.exists():
             record = json.loads(record_path.read_text())
             if record.get("key") == key:
-                return record | {"reused": True}
+                return record
+        return dict(known[key]) if key in known else None
+
+    def _train(self, cfg: Config, key: str, run_dir: Path, teacher: Path | None, method: str | None) -> dict:
+        """Train or resume the run in run_dir; its record.json marks it finished."""
+        from ftpdet.engine.train import train
+
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": str(run_dir)})})
         resume = (run_dir / "last.pt").exists()
         t0 = time.perf_counter()
@@ -233,40 +256,59 @@ class AccuracyBench:
             record = {"key": key, "status": "done", **metrics_record(result, steps)}
         record["wall_seconds"] = round(time.perf_counter() - t0, 1)
         record["run_dir"] = str(run_dir)
+        record_path = run_dir / "record.json"
+        record_path.parent.mkdir(parents=True, exist_ok=True)
         record_path.write_text(json.dumps(record, indent=1))
         return record
 
-    def teacher(self, role: str) -> tuple[Path, str]:
-        """Train (once per config) or reuse the teacher for `role`; returns (checkpoint, key)."""
+    def teacher_key(self, role: str) -> tuple[Config, str, Path]:
+        """The teacher's config, key and run directory (nothing is trained)."""
         cfg = self.config(role, 0)
         key = run_key(cfg, None, None, self.data_fp)
-        run_dir = self.out / "teachers" / f"{role}-{key}"
-        if role not in self.teacher_records:
+        return cfg, key, self.out / "teachers" / f"{role}-{key}"
+
+    def teacher(self, role: str, train: bool = True) -> Path | None:
+        """The teacher checkpoint for `role`, trained once per config when a student run needs it (train=True);
+        with train=False only its record is looked up (for the report), and None is returned."""
+        cfg, key, run_dir = self.teacher_key(role)
+        ckpt = run_dir / "last.pt"
+        known = self.teacher_records.get(role)
+        if known is not None and known.get("key") == key and (ckpt.exists() or not train):
+            return ckpt if train else None
+        record = self.finished(key, run_dir, self.known_teachers) if (ckpt.exists() or not train) else None
+        if record is None and train:
             print(f"\n== teacher ({role}): {self.configs[role]} ({cfg.model.backbone}), {cfg.train.epochs} epochs -> {run_dir}")
             record = self._train(cfg, key, run_dir, None, None)
             if record["status"] != "done":
                 raise FtpdetError(f"{run_dir}: the {role} teacher failed to train: {record['error']}")
+        if record is not None:
             record |= {"role": role, "config": self.configs[role], "backbone": cfg.model.backbone,
                        "params_m": round(self.params_m(cfg), 3)}
             self.teacher_records[role] = record
-        return run_dir / "last.pt", key
+        return ckpt if train else None
 
     def run(self, spec: RunSpec) -> tuple[dict, str]:
         """Run one cell; returns its record (shared with any other cell of the same key) and how it was obtained:
-        trained, reused (finished in an earlier invocation) or shared (an earlier cell of this one had its key)."""
+        trained, reused (finished in an earlier invocation or in reused results) or shared (an earlier cell of this
+        one had its key). The teacher trains only when a run that needs it trains."""
         cfg = self.config("student", spec.seed, spec.overrides)
-        teacher_ckpt, teacher_key = self.teacher(spec.teacher) if spec.teacher else (None, None)
+        teacher_key = self.teacher_key(spec.teacher)[1] if spec.teacher else None
         key = run_key(cfg, spec.method, teacher_key, self.data_fp)
         if key in self.records:
             return self.records[key], "shared"
         name = (spec.method or "student").replace("+", "_")
         run_dir = self.out / "runs" / f"{name}-s{spec.seed}-{key}"
-        record = self._train(cfg, key, run_dir, teacher_ckpt, spec.method)
+        record, how = self.finished(key, run_dir, self.known), "reused"
+        if record is None:
+            teacher_ckpt = self.teacher(spec.teacher) if spec.teacher else None
+            record, how = self._train(cfg, key, run_dir, teacher_ckpt, spec.method), "trained"
+        elif spec.teacher:
+            self.teacher(spec.teacher, train=False)  # its record, for the report
         record |= {"method": spec.method or "student", "overrides": list(spec.overrides), "seed": spec.seed,
                    "teacher": spec.teacher, "teacher_config": self.configs[spec.teacher] if spec.teacher else None,
                    "student_config": self.configs["student"]}
         self.records[key] = record
-        return record, "reused" if record.pop("reused", False) else "trained"
+        return record, how
 
     def __call__(self) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -274,8 +316,12 @@ class AccuracyBench:
         probe = self.config("student", 0)
         student_convs = probe.model.num_convs
         teacher_convs = self.config("main", 0).model.num_convs
-        specs = plan_runs(self.preset, student_convs, teacher_convs)
-        tables: dict[str, list[dict]] = {}
+        specs = plan_runs(self.preset, student_convs, teacher_convs, self.only)
+        planned = {spec.table for spec in specs}
+        # Tables of an earlier sitting that this one does not run are kept, with their records and teachers.
+        tables: dict[str, list[dict]] = {k: v for k, v in self.previous.get("tables", {}).items() if k not in planned}
+        kept_keys = {key for rows in tables.values() for row in rows for key in row["keys"]}
+        self.kept_records = [r for r in self.previous.get("records", []) if r["key"] in kept_keys]
         for i, spec in enumerate(specs, 1):
             where = f"[{i}/{len(specs)}] {spec.table}: {spec.label}, seed {spec.seed}"
             print(f"\n== {where}" + (f", teacher {spec.teacher}" if spec.teacher else ""))
@@ -315,7 +361,8 @@ class AccuracyBench:
 
     def results(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
         p = self.preset
-        records = [self._with_ratio(r) for r in self.records.values()]
+        merged = {r["key"]: r for r in getattr(self, "kept_records", [])} | self.records
+        records = [self._with_ratio(r, merged) for r in merged.values()]
         return {
             "version": RESULTS_VERSION,
             "preset": p.name,
@@ -332,15 +379,16 @@ class AccuracyBench:
             "configs": dict(self.configs),
             "commit": git_commit(),
             "student_params_m": round(self.params_m(self.config("student", 0)), 3),
-            "teachers": self.teacher_records,
+            # teachers this sitting did not look up (its parts did not need them) keep an earlier sitting's record
+            "teachers": {**self.previous.get("teachers", {}), **self.teacher_records},
             "records": records,
             "tables": tables,
         }
 
-    def _with_ratio(self, record: dict) -> dict:
+    def _with_ratio(self, record: dict, records: dict[str, dict]) -> dict:
         """step_time_ratio: this run's seconds per step over the plain student's at the same seed (1 for it).
         Runs train one after another on a possibly busy machine: `ftpdet bench speed` is the careful measure."""
-        base = next((r for r in self.records.values() if r.get("method") == "student" and r.get("seed") == record.get("seed")
+        base = next((r for r in records.values() if r.get("method") == "student" and r.get("seed") == record.get("seed")
                      and r["status"] == "done"), None)
         if record["status"] == "done" and base is not None:
             return record | {"step_time_ratio": round(record["seconds_per_step"] / base["seconds_per_step"], 3)}

@@ -34,7 +34,8 @@ def plot_bars(res: Results, path: Path) -> Path:
               for r in rows]
     ax.bar(labels, [m for m, _ in stats], yerr=[s for _, s in stats], capsize=4, color=colors)
     teacher = res.teacher_ap("main")  # in the title, not as a line: far above the students, it would flatten the bars
-    ax.set_ylim(max(0, min(m - s for m, s in stats) - 2), None)
+    if stats:  # a sitting that ran other parts (--only) may hold no main comparison yet
+        ax.set_ylim(max(0, min(m - s for m, s in stats) - 2), None)
     ax.tick_params(axis="x", labelrotation=20)
     return _save(fig, ax, path, grid="y", ylabel="COCO AP (%)",
                  title=f"student AP by method, mean ± std over {res.data['schedule']['seeds']} seeds"
@@ -73,6 +74,7 @@ def plot_tau(res: Results, path: Path) -> Path:
     base = res.values(res.row("main", "student"))
     if base:
         ax.axhline(mean_std(list(base.values()))[0], color="k", ls=":", label="student")
-    ax.set_xscale("log")
-    ax.set_xticks(taus, [f"{t:g}" for t in taus])
+    if taus:  # a sitting that ran other parts (--only) may hold no sweep yet
+        ax.set_xscale("log")
+        ax.set_xticks(taus, [f"{t:g}" for t in taus])
     return _save(fig, ax, path, xlabel="LD temperature tau", ylabel="COCO AP (%)", title="LD's temperature sweep against FTPD")

@@ -33,6 +33,11 @@ DLT_MODES = {
 }
 
 
+# `ftpdet bench accuracy --only PART`: the tables each part trains, so the parts can run in separate sittings.
+PARTS: dict[str, tuple[str, ...]] = {"main": ("main",), "hetero": ("hetero",),
+                                     "ablation": ("ablation", "position", "dlt"), "tau": ("tau",)}
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
