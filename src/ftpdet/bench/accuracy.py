@@ -180,10 +180,11 @@ class AccuracyBench:
         if unknown:
             raise FtpdetError(f"--only {unknown[0]}: choose from {', '.join(PARTS)}")
         self.previous = json.loads((self.out / "results.json").read_text()) if (self.out / "results.json").is_file() else {}
+        self.kept_records: list[dict] = []  # records of the earlier sitting's tables this sitting does not run
         self.known: dict[str, dict] = {}  # finished records by key, from earlier sittings and committed results
         self.known_teachers: dict[str, dict] = {}
-        for source in [*reuse, self.out / "results.json"]:
-            earlier = json.loads(Path(source).read_text()) if Path(source).is_file() else {}
+        reused = [json.loads(Path(source).read_text()) for source in reuse if Path(source).is_file()]
+        for earlier in [*reused, self.previous]:
             self.known |= {r["key"]: r for r in earlier.get("records", []) if r.get("status") == "done"}
             self.known_teachers |= {t["key"]: t for t in earlier.get("teachers", {}).values() if t.get("status") == "done"}
         self.configs = {
@@ -361,7 +362,7 @@ class AccuracyBench:
 
     def results(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
         p = self.preset
-        merged = {r["key"]: r for r in getattr(self, "kept_records", [])} | self.records
+        merged = {r["key"]: r for r in self.kept_records} | self.records
         records = [self._with_ratio(r, merged) for r in merged.values()]
         return {
             "version": RESULTS_VERSION,
