@@ -76,3 +76,26 @@ def test_topk_is_per_level_and_large_boxes_go_to_the_coarse_level():
     # coarse cells 19 (195/637 = .306) and 18 (165/667 = .247); mean + std = .293 keeps only cell 19.
     res = atss_assign(pri.anchors, pri.num_per_level, torch.tensor([[5.0, 7.0, 29.0, 31.0]]), topk=2)
     assert positives(res) == {19: 0}
+
+
+def test_a_batch_assigns_each_image_as_it_would_be_assigned_alone():
+    # Padding the gt lists to the longest and masking must not change any image's result (including the fallback,
+    # which runs for all images together), e.g. an image with no box next to images with up to 11.
+    from ftpdet.models.assigner import atss_assign_batch
+
+    pri = make_priors([(16, 16), (8, 8), (4, 4)], [8, 16, 32], anchor_scale=4.0, device=torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    gts = []
+    for k in (0, 3, 11, 1, 7, 5):
+        xy = torch.rand(k, 2, generator=g) * 120
+        gts.append(torch.cat([xy, (xy + torch.rand(k, 2, generator=g) * 60 + 2).clamp(max=128)], 1))
+    batch = atss_assign_batch(pri.anchors, pri.num_per_level, gts, topk=9)
+    rescued = 0
+    for b, gt in enumerate(gts):
+        alone, got = atss_assign(pri.anchors, pri.num_per_level, gt, topk=9), batch.image(b)
+        assert torch.equal(alone.gt_index, got.gt_index)
+        assert torch.allclose(alone.iou_thr, got.iou_thr) and torch.allclose(alone.ious, got.ious)
+        plain = atss_assign(pri.anchors, pri.num_per_level, gt, topk=9, fallback=False)
+        rescued += int((got.gt_index >= 0).sum() - (plain.gt_index >= 0).sum())
+    assert rescued > 0  # the fallback took part in this case
+    assert batch.gt_index.shape == (6, pri.anchors.shape[0]) and (batch.gt_index[0] == -1).all()

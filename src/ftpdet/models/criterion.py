@@ -14,7 +14,7 @@ import torch
 
 from ftpdet.distributed import normaliser
 from ftpdet.losses import aligned_iou, bbox2distance, distance2bbox, distribution_focal_loss, giou_loss, integral, quality_focal_loss
-from ftpdet.models.assigner import AssignResult, atss_assign
+from ftpdet.models.assigner import AssignResult, atss_assign_batch
 from ftpdet.models.detector import Priors, flatten_levels
 from ftpdet.sections import LossConfig
 
@@ -32,22 +32,26 @@ class Targets:
 
 @torch.no_grad()
 def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: int, fallback: bool = True) -> Targets:
-    labels, boxes, results = [], [], []
-    for t in targets:
-        gt = t["boxes"].to(priors.points.device)
-        res = atss_assign(priors.anchors, priors.num_per_level, gt, topk, fallback)
-        idx = res.gt_index
-        lab = torch.full_like(idx, num_classes)
-        box = priors.points.new_zeros(idx.shape[0], 4)
-        pos = idx >= 0
-        if pos.any():
-            lab[pos] = t["labels"].to(idx.device)[idx[pos]]
-            box[pos] = gt[idx[pos]]
-        labels.append(lab)
-        boxes.append(box)
-        results.append(res)
-    lab = torch.stack(labels)
-    return Targets(lab, torch.stack(boxes), lab < num_classes, results, [t["boxes"] for t in targets])
+    device = priors.points.device
+    gts = [t["boxes"].to(device) for t in targets]
+    res = atss_assign_batch(priors.anchors, priors.num_per_level, gts, topk, fallback)
+    idx = res.gt_index  # (B, N)
+    pos = idx >= 0
+    b, n = idx.shape
+    labels = torch.full_like(idx, num_classes)
+    boxes = priors.points.new_zeros(b, n, 4)
+    if pos.any():
+        # The assigned gt's label and box: per-image lists padded to the longest, then gathered.
+        g = max(res.num_gts)
+        gt_labels = torch.zeros(b, g, dtype=torch.long, device=device)
+        gt_boxes = priors.points.new_zeros(b, g, 4)
+        for i, (t, box) in enumerate(zip(targets, gts)):
+            gt_labels[i, : box.shape[0]] = t["labels"].to(device)
+            gt_boxes[i, : box.shape[0]] = box
+        safe = idx.clamp(min=0)
+        labels = torch.where(pos, gt_labels.gather(1, safe), labels)
+        boxes = torch.where(pos[..., None], gt_boxes.gather(1, safe[..., None].expand(b, n, 4)), boxes)
+    return Targets(labels, boxes, pos, [res.image(i) for i in range(b)], [t["boxes"] for t in targets])
 
 
 class GFLLoss:
