@@ -282,7 +282,7 @@ def test_seeds_are_paired_distillation_sees_the_plain_runs_augmentations(tiny_da
 
     def recording(self, index):
         image, target = original(self, index)
-        if self.transform is not None and len(self) == 16:  # the training set
+        if self.augment is not None and len(self) == 16:  # the training set
             seen[-1].append(float(image.float().mean()) + float(target["boxes"].sum()))
         return image, target
 
@@ -330,3 +330,20 @@ def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path
     runtimes = {(r["model"].split()[0], r["runtime"].split()[0]) for r in speed["inference"]}
     assert runtimes == {("teacher", "PyTorch"), ("teacher", "ONNX"), ("student", "PyTorch"), ("student", "ONNX")}
     assert all(r["images_per_s"] > 0 for r in speed["inference"])
+
+
+def test_profile_breaks_the_loop_step_into_its_phases(tmp_path):
+    from ftpdet.bench.profile import PHASES, profile_steps, profile_table
+
+    path = profile_steps(PRESETS["smoke"], tmp_path, "ftpd", iters=1, rounds=1)
+    result = json.loads(path.read_text())
+    plain, distil = (result["steps"][k]["phases_ms"] for k in ("student step", "ftpd step"))
+    assert set(plain) == set(PHASES)
+    for phase in ("data", "student forward", "assignment + GFL losses", "backward", "optimizer"):
+        assert plain[phase] > 0 and distil[phase] > 0, phase
+    # only the distillation step has a teacher and distillation terms; no weight average without train.ema
+    assert plain["teacher forward"] == plain["distillation terms"] == 0
+    assert distil["teacher forward"] > 0 and distil["distillation terms"] > 0
+    assert plain["weight average"] == distil["weight average"] == 0
+    table = profile_table(result)
+    assert table[0] == "| phase (ms per step) | student step | ftpd step |" and len(table) == 2 + 7 + 2

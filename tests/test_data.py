@@ -154,3 +154,22 @@ def test_sub_pixel_boxes_are_sanitized_after_resize():
         make_sample(image, torch.tensor([[0.0, 0.0, 5.0, 5.0], [0.0, 0.0, 100.0, 100.0]]), torch.tensor([0, 1]))
     )
     assert sample["labels"].tolist() == [1]
+
+
+def test_a_cached_dataset_gives_the_samples_an_uncached_one_gives(tmp_path):
+    # The cache holds letterboxed images and boxes; the augmentation runs after it, so under the same seed both
+    # paths give identical samples, including images that need a resize and padding.
+    from ftpdet.data.synth import synthesize
+
+    root = synthesize(tmp_path / "d", seed=1, num_train=6, num_val=1, image_size=64, num_classes=3)
+    ann, images = root / "annotations" / "instances_train.json", root / "train"
+    samples = []
+    for cache in (False, True):
+        ds = CocoDetection(ann, images, 48, train=True, cache_images=cache)
+        torch.manual_seed(0)
+        samples.append([ds[i] for i in range(len(ds))])
+    assert all(b[1]["boxes"].numel() for b in samples[0])  # boxes to compare
+    for (im_a, t_a), (im_b, t_b) in zip(*samples):
+        assert im_a.shape == (3, 48, 48) and torch.equal(im_a, im_b)
+        assert torch.equal(t_a["boxes"], t_b["boxes"]) and torch.equal(t_a["labels"], t_b["labels"])
+        assert t_a["scale"] == t_b["scale"] == 48 / 64

@@ -146,3 +146,45 @@ def test_ema_weights_are_evaluated_saved_loaded_and_resumed_exactly(tiny_data, t
     plain = train(tiny_config(tiny_data, tmp_path / "plain", "train.epochs=2"), progress=False)
     raw = load_checkpoint(plain.out_dir / "last.pt")
     assert "ema" not in raw and all(torch.equal(raw["model"][k], ckpt["model"][k]) for k in raw["model"])  # same path
+
+
+def test_each_model_runs_at_its_own_precision(tiny_data, teacher_ckpt, tmp_path, monkeypatch):
+    # The student runs as its config says (float32, channels_last), the teacher as its checkpoint's config says
+    # (float32, default format here); autocast is entered per model, so a bf16 student cannot make the teacher bf16.
+    from ftpdet.engine import train as train_module
+    from ftpdet.engine.step import Trainee
+
+    seen = {}
+    original = Trainee.forward
+
+    def spy(self, images, targets):
+        seen["student_cl"] = self.student.backbone.features.get_submodule("0.0").weight.is_contiguous(
+            memory_format=torch.channels_last)
+        seen["teacher_cl"] = self.teacher.backbone.features.get_submodule("0.0").weight.is_contiguous(
+            memory_format=torch.channels_last)
+        seen["precisions"] = (self.precision, self.teacher_precision)
+        out = self.student(self.precision.input(images))
+        seen["student_out_cl"] = out["fpn"][0].is_contiguous(memory_format=torch.channels_last)
+        return original(self, images, targets)
+
+    monkeypatch.setattr(Trainee, "forward", spy)
+    cfg = tiny_config(tiny_data, tmp_path / "s", "train.epochs=1", "train.channels_last=true")
+    train_module.train(cfg, progress=False, teacher=teacher_ckpt, method="kd")
+    student, teacher = seen["precisions"]
+    assert (student.amp, student.channels_last, teacher.amp, teacher.channels_last) == ("none", True, "none", False)
+    assert seen["student_cl"] and seen["student_out_cl"] and not seen["teacher_cl"]
+
+
+def test_precision_autocast_and_memory_format():
+    from ftpdet.models.precision import Precision
+
+    x = torch.randn(2, 3, 8, 8)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with Precision("bf16").autocast("cpu"):
+        assert conv(x).dtype == torch.bfloat16
+    with Precision("none").autocast("cpu"):
+        assert conv(x).dtype == torch.float32
+    cl = Precision(channels_last=True)
+    assert cl.input(x).is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(memory_format=torch.channels_last)
+    assert cl.prepare(conv).weight.is_contiguous(memory_format=torch.channels_last)
+    assert Precision().input(x) is x

@@ -66,9 +66,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GF
     return model.to(device).eval(), cfg, cats
 
 
-def load_teacher(path: str | Path, student: GFLDetector, categories: Categories) -> GFLDetector:
-    """A frozen teacher from a checkpoint (weights_only). Refused with the reason when it cannot teach
-    this student: other classes, another reg_max or other FPN strides. Other backbones and widths are fine."""
+def load_teacher(path: str | Path, student: GFLDetector, categories: Categories) -> tuple[GFLDetector, Config]:
+    """A frozen teacher from a checkpoint (weights_only), with its stored config (its precision and memory format
+    are how it runs). Refused with the reason when it cannot teach this student: other classes, another reg_max or
+    other FPN strides. Other backbones and widths are fine."""
     teacher, cfg, cats = load_model(path)
     if cats.ids != categories.ids or cats.names != categories.names:
         raise CheckpointError(
@@ -79,6 +80,6 @@ def load_teacher(path: str | Path, student: GFLDetector, categories: Categories)
         raise CheckpointError(f"{path}: teacher reg_max {cfg.model.reg_max} differs from the student's {student.cfg.reg_max}")
     if list(cfg.model.strides) != list(student.cfg.strides):
         raise CheckpointError(f"{path}: teacher FPN strides {cfg.model.strides} differ from the student's {student.cfg.strides}")
-    return freeze(teacher)
+    return freeze(teacher), cfg
 
 

@@ -330,6 +330,35 @@ def bench_variant(
     typer.echo(f"  paired difference: {interval(diffs)} (95% interval) over {len(rows)} seed(s): {verdict}")
 
 
+@bench_app.command("profile")
+@friendly
+def bench_profile(
+    preset: Annotated[str, typer.Option(help="Models and input size come from this preset.")] = "quick",
+    method: Annotated[str, typer.Option(help="The distillation step profiled beside the plain student step.")] = "ftpd",
+    iters: Annotated[int, typer.Option(min=1, help="Steps per timed round and under the profiler.")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Timed rounds without the profiler; the median counts.")] = 3,
+    student_set: Annotated[Optional[list[str]], typer.Option("--student-set", help="Override in the student's config, "
+                                                             "e.g. train.amp=bf16 (repeatable).")] = None,
+    teacher_set: Annotated[Optional[list[str]], typer.Option("--teacher-set", help="Override in the teacher's config "
+                                                             "(repeatable).")] = None,
+    out: Annotated[Path, typer.Option(help="Where profile.json goes.")] = Path("runs/bench/profile"),
+) -> None:
+    """Where a training step's time goes: data, teacher forward, student forward, assignment and GFL losses,
+    distillation terms, backward, optimizer, weight average; a plain student step and a distillation step."""
+    from ftpdet.bench.presets import PRESETS
+    from ftpdet.bench.profile import profile_steps
+    from ftpdet.methods import check_method
+
+    check_preset(preset)
+    check_method(method)
+    if SMOKE:
+        smoke_note("step profile")
+        preset, iters, rounds = "smoke", 1, 1
+    path = profile_steps(PRESETS[preset], out, method, iters, rounds, tuple(student_set or ()), tuple(teacher_set or ()),
+                         command="ftpdet " + " ".join(sys.argv[1:]))
+    typer.echo(f"results: {path}")
+
+
 @bench_app.command("speed")
 @friendly
 def bench_speed(

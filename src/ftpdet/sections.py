@@ -101,7 +101,11 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(10.0, gt=0)
     seed: int = 0
     device: str = "auto"  # auto = cuda when available, else cpu
-    amp: Literal["none", "bf16"] = "none"  # bf16 autocast is ~1.5x faster on CPUs with avx512_bf16
+    # Precision and memory format of this model, chosen per model by measurement (ftpdet.models.precision): bf16
+    # autocast is ~1.6x faster for ResNets and the MobileNetV3-large on CPUs with avx512_bf16, float32 with
+    # channels_last is fastest for the small depthwise MobileNetV3 student. A teacher runs as its own config says.
+    amp: Literal["none", "bf16"] = "none"
+    channels_last: bool = False
     eval_every: int = Field(1, ge=1)  # epochs between evaluations (the last epoch is always evaluated)
     log_every: int = Field(10, ge=1)  # steps between metrics.jsonl lines
     # Exponential moving average of the weights (as modern detectors ship them): the decay, e.g. 0.999 for a run of

@@ -24,7 +24,7 @@ def temperature_maps(student_ckpt: str | Path, teacher_ckpt: str | Path, image: 
     """For an image (3, H, W) uint8: per level (temperature (H_l, W_l), weight (H_l, W_l), stride), the DLT
     mode used, and the image letterboxed to the student's input size (3, S, S), which the maps cover."""
     student, cfg, cats = load_model(student_ckpt)
-    teacher = load_teacher(teacher_ckpt, student, cats)
+    teacher, _ = load_teacher(teacher_ckpt, student, cats)
     mode = mode or cfg.distill.ftpd.dlt.mode
     sample = build_transforms(cfg.data.image_size, train=False)(
         make_sample(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))

@@ -111,6 +111,16 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
     return lines
 
 
+def precision_words(speed: dict[str, Any]) -> str:
+    """How each model ran; results from before per-model precision name one setting for both."""
+    def words(p: dict[str, Any]) -> str:
+        return ("bf16 autocast" if p["amp"] == "bf16" else "float32") + (", channels_last" if p["channels_last"] else "")
+
+    if "precision" not in speed:
+        return "bf16 autocast" if speed["amp"] == "bf16" else "float32"
+    return f"student {words(speed['precision']['student'])}, teacher {words(speed['precision']['teacher'])}"
+
+
 def speed_section(speed: dict[str, Any], assets: Path) -> list[str]:
     rel = assets.name
     return [
@@ -118,7 +128,7 @@ def speed_section(speed: dict[str, Any], assets: Path) -> list[str]:
         "",
         f"Produced by `{speed['command']}` on {speed['date']}, at commit {speed.get('commit') or 'unknown'}, on "
         f"{speed['machine']}: batch {speed['batch_size']}, {speed['image_size']} px, "
-        f"{'bf16 autocast' if speed['amp'] == 'bf16' else 'float32'}, median of {speed['rounds']} interleaved rounds "
+        f"{precision_words(speed)}, median of {speed['rounds']} interleaved rounds "
         f"of {speed['iters']} iterations each, all in one process. Floor = plain student training step + teacher "
         f"no-grad forward. Results: [`{rel}/speed.json`]({rel}/speed.json).",
         "",

@@ -26,6 +26,7 @@ from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_avera
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector, freeze
+from ftpdet.models.precision import Precision
 from ftpdet.onnx_export import export_model
 from ftpdet.provenance import git_commit, machine_description
 from ftpdet.runtime import OnnxPredictor
@@ -75,7 +76,6 @@ def run_speed(
     batches = [collate([ds[i] for i in range(k * bs, (k + 1) * bs)]) for k in range(len(ds) // bs)]
     if not batches:
         raise ValueError(f"batch size {bs} exceeds the {len(ds)} speed-benchmark images")
-    amp_on = cfg_s.train.amp == "bf16"
     torch.manual_seed(0)
     t_model, cfg_t = _model(cfg_t, ds.num_classes, teacher)
     s_model, cfg_s = _model(cfg_s, ds.num_classes, student)
@@ -95,12 +95,15 @@ def run_speed(
         step = TrainStep(trainee.train(), build_optimizer(trainee, tc), weights, tc.grad_clip, ema=ema)
         return lambda: step(*next_batch())
 
+    s_prec, t_prec = Precision.of(cfg_s.train), Precision.of(cfg_t.train)  # the checkpoints' configs when given
+    t_prec.prepare(t_model)
+
     @torch.no_grad()
     def teacher_forward() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp_on):
-            t_model(next_batch()[0])
+        with t_prec.autocast("cpu"):
+            t_model(t_prec.input(next_batch()[0]))
 
-    plain = Trainee(s_model, criterion, amp=cfg_s.train.amp)
+    plain = Trainee(s_model, criterion, precision=s_prec)
     kinds: dict[str, Callable[[], None]] = {"student step": make_step(plain, weight_table(cfg_s.loss)),
                                             "teacher forward": teacher_forward}
     variants = [(name, name, []) for name in methods] + [
@@ -111,7 +114,7 @@ def run_speed(
     for label, spec, overrides in variants:
         distill_cfg = config_from_dict(apply_overrides(cfg_s.model_dump(), overrides)).distill
         methods = build_methods(spec, distill_cfg, s_model, t_model)
-        trainee = Trainee(s_model, criterion, t_model, methods, amp=cfg_s.train.amp)
+        trainee = Trainee(s_model, criterion, t_model, methods, s_prec, t_prec)
         kinds[label] = make_step(trainee, weight_table(cfg_s.loss, distill_cfg, spec))
     for fn in kinds.values():  # warm-up: allocator, autocast caches, oneDNN kernels
         fn()
@@ -140,6 +143,7 @@ def run_speed(
         "command": command or f"ftpdet bench speed --preset {preset.name} --iters {iters} --rounds {rounds}",
         "date": date.today().isoformat(), "commit": git_commit(), "machine": machine_description(),
         "preset": preset.name, "batch_size": bs, "image_size": preset.image_size, "amp": cfg_s.train.amp,
+        "precision": {"student": vars(s_prec), "teacher": vars(t_prec)},
         "iters": iters, "rounds": rounds, "teacher": preset.teacher, "student": preset.student,
         "trained_weights": bool(teacher and student),
         "ms": {k: round(v, 2) for k, v in ms.items()}, "ratios": {k: round(v, 3) for k, v in ratios.items()},

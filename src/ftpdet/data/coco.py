@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ftpdet.data.transforms import build_transforms, letterbox_scale, make_sample
+from ftpdet.data.transforms import augmentation, letterbox_scale, letterbox_transform, make_sample
 from ftpdet.errors import DatasetError
 
 
@@ -195,10 +195,13 @@ class CocoDetection(Dataset):
         self.ann_file = Path(ann_file)
         self.coco_json, self.categories, self.records = load_records(ann_file, image_dir, categories)
         self.image_size = image_size
-        self.transform = build_transforms(image_size, train, hflip, photometric)
-        self._cache: list[torch.Tensor] | None = None
+        self.letterbox = letterbox_transform(image_size)
+        self.augment = augmentation(hflip, photometric) if train else None
+        # Letterboxed (image, boxes, labels) per record: the letterbox is deterministic, so a cached dataset
+        # decodes and resizes each image once and a step only pays for the augmentation.
+        self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         if cache_images:
-            self._cache = [decode_image(r.path) for r in self.records]
+            self._cache = [self._letterboxed(i) for i in range(len(self.records))]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -207,18 +210,29 @@ class CocoDetection(Dataset):
     def num_classes(self) -> int:
         return len(self.categories.ids)
 
+    def _letterboxed(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image (3, S, S) uint8, boxes (N, 4) xyxy letterboxed pixels, labels (N,))."""
+        rec = self.records[index]
+        sample = self.letterbox(make_sample(decode_image(rec.path), torch.from_numpy(rec.boxes),
+                                            torch.from_numpy(rec.labels)))
+        return (sample["image"].as_subclass(torch.Tensor), sample["boxes"].as_subclass(torch.Tensor).float(),
+                sample["labels"])
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         rec = self.records[index]
-        image = self._cache[index] if self._cache is not None else decode_image(rec.path)
-        sample = self.transform(make_sample(image, torch.from_numpy(rec.boxes), torch.from_numpy(rec.labels)))
+        image, boxes, labels = self._cache[index] if self._cache is not None else self._letterboxed(index)
+        if self.augment is not None:
+            sample = self.augment(make_sample(image, boxes, labels))
+            image, boxes, labels = (sample["image"].as_subclass(torch.Tensor),
+                                    sample["boxes"].as_subclass(torch.Tensor), sample["labels"])
         target = {
-            "boxes": sample["boxes"].as_subclass(torch.Tensor).float(),
-            "labels": sample["labels"],
+            "boxes": boxes,
+            "labels": labels,
             "image_id": rec.image_id,
             "scale": letterbox_scale(rec.height, rec.width, self.image_size),
             "orig_size": (rec.height, rec.width),
         }
-        return sample["image"].as_subclass(torch.Tensor), target
+        return image, target
 
 
 def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:

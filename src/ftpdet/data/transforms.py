@@ -40,15 +40,29 @@ class Letterbox(v2.Transform):
         return F.pad(out, params["padding"], fill=self.fill if isinstance(inpt, tv_tensors.Image) else 0)
 
 
-def build_transforms(size: int, train: bool, hflip: float = 0.5, photometric: bool = True) -> v2.Compose:
-    """Train: photometric jitter, letterbox, flip, drop boxes that shrank below 1 px. Eval: letterbox."""
+def letterbox_transform(size: int) -> v2.Compose:
+    """Letterbox, then drop boxes that shrank below 1 px. Deterministic, so a cached dataset does it once."""
+    return v2.Compose([Letterbox(size), v2.SanitizeBoundingBoxes(min_size=1.0)])
+
+
+def augmentation(hflip: float = 0.5, photometric: bool = True) -> v2.Compose | None:
+    """Training augmentation of letterboxed samples: photometric jitter, then horizontal flip (None: neither).
+    It runs after the letterbox, on the network's input size: cheaper than on a large original, and a
+    cached dataset keeps letterboxed images so each step only pays for this (the jitter also tints the padding)."""
     ops: list[v2.Transform] = []
-    if train and photometric:
+    if photometric:
         ops.append(v2.RandomPhotometricDistort(p=0.5))
-    ops.append(Letterbox(size))
-    if train and hflip > 0:
+    if hflip > 0:
         ops.append(v2.RandomHorizontalFlip(p=hflip))
-    ops.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+    return v2.Compose(ops) if ops else None
+
+
+def build_transforms(size: int, train: bool, hflip: float = 0.5, photometric: bool = True) -> v2.Compose:
+    """Eval: letterbox. Train: letterbox, then `augmentation` (what CocoDetection does in two stages)."""
+    ops: list = [letterbox_transform(size)]
+    augment = augmentation(hflip, photometric) if train else None
+    if augment is not None:
+        ops.append(augment)
     return v2.Compose(ops)
 
 

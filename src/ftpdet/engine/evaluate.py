@@ -1,6 +1,8 @@
-"""Detections -> COCO results format -> COCO mAP through pycocotools' COCOeval.
+"""Detections -> COCO results format -> COCO mAP through faster-coco-eval's COCOeval.
 
 We never compute AP ourselves: the numbers are COCOeval's, on the annotation file exactly as given.
+faster-coco-eval is pycocotools' COCOeval in C++: the same numbers (tests/test_evaluate.py checks them against
+pycocotools itself) in about a third of the time (1.6 -> 0.5 s for 400 images with ~90 detections each).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import io
 from typing import Any
 
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from faster_coco_eval import COCO
+from faster_coco_eval import COCOeval_faster as COCOeval
 from torch.utils.data import DataLoader
 from torchvision.ops import clip_boxes_to_image
 from tqdm import tqdm
@@ -25,11 +27,8 @@ METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def coco_from_dict(data: dict[str, Any]) -> COCO:
-    coco = COCO()
-    coco.dataset = copy.deepcopy(data)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
+        return COCO(copy.deepcopy(data))
 
 
 def coco_metrics(coco_gt: COCO, detections: list[dict[str, Any]]) -> dict[str, float]:

