@@ -174,7 +174,7 @@ def eval_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Write detections (COCO results format) here.")] = None,
     metrics_out: Annotated[Optional[Path], typer.Option(help="Metrics JSON (default: next to --out, or not written).")] = None,
 ) -> None:
-    """COCO mAP (AP, AP50, AP75, APs, APm, APl) of a checkpoint or an exported ONNX model through pycocotools."""
+    """COCO mAP (AP, AP50, AP75, APs, APm, APl) of a checkpoint or an exported ONNX model through COCOeval."""
     from ftpdet.api import evaluate_checkpoint
     from ftpdet.engine.evaluate import summarize
 
@@ -341,6 +341,8 @@ def bench_profile(
                                                              "e.g. train.amp=bf16 (repeatable).")] = None,
     teacher_set: Annotated[Optional[list[str]], typer.Option("--teacher-set", help="Override in the teacher's config "
                                                              "(repeatable).")] = None,
+    teacher_config: Annotated[Optional[str], typer.Option(help="Another teacher config than the preset's, e.g. "
+                                                          "demo_teacher (the heterogeneous pair's).")] = None,
     out: Annotated[Path, typer.Option(help="Where profile.json goes.")] = Path("runs/bench/profile"),
 ) -> None:
     """Where a training step's time goes: data, teacher forward, student forward, assignment and GFL losses,
@@ -355,7 +357,7 @@ def bench_profile(
         smoke_note("step profile")
         preset, iters, rounds = "smoke", 1, 1
     path = profile_steps(PRESETS[preset], out, method, iters, rounds, tuple(student_set or ()), tuple(teacher_set or ()),
-                         command="ftpdet " + " ".join(sys.argv[1:]))
+                         command="ftpdet " + " ".join(sys.argv[1:]), teacher_config=teacher_config)
     typer.echo(f"results: {path}")
 
 

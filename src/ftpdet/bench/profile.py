@@ -42,9 +42,11 @@ def _phase(event_name: str) -> str | None:
 def profile_steps(
     preset: Preset, out: str | Path, method: str = "ftpd", iters: int = 10, rounds: int = 3,
     student_overrides: tuple[str, ...] = (), teacher_overrides: tuple[str, ...] = (), command: str | None = None,
+    teacher_config: str | None = None,
 ) -> Path:
     """Per-phase milliseconds of a plain student step and of a `method` distillation step on the preset's models
-    and input size (random weights: a step's cost does not depend on weight values). Writes profile.json."""
+    (or `teacher_config`, e.g. the heterogeneous teacher) and input size (random weights: a step's cost does not
+    depend on weight values). Writes profile.json."""
     from ftpdet.data.synth import synthesize_once
 
     out = Path(out)
@@ -52,10 +54,12 @@ def profile_steps(
     synthesize_once(data, seed=0, num_train=128, num_val=8, image_size=preset.image_size)
     common = [f"data.root={data}", f"data.image_size={preset.image_size}", *preset.common]
     cfg_s = load_config(preset.student, [*common, *preset.student_overrides, *student_overrides])
-    cfg_t = load_config(preset.teacher, [*common, *preset.teacher_overrides, *teacher_overrides])
+    teacher_overrides = (*(preset.teacher_overrides if teacher_config is None else ()), *teacher_overrides)
+    teacher_config = teacher_config or preset.teacher
+    cfg_t = load_config(teacher_config, [*common, *teacher_overrides])
     bs = cfg_s.train.batch_size
     ds = CocoDetection(data / "annotations" / "instances_train.json", data / "train", preset.image_size, train=True,
-                       hflip=cfg_s.data.hflip, photometric=cfg_s.data.photometric)
+                       hflip=cfg_s.data.hflip, photometric=cfg_s.data.photometric, cache_images=cfg_s.data.cache_images)
     if len(ds) < bs:
         raise ValueError(f"batch size {bs} exceeds the {len(ds)} profiling images")
 
@@ -116,7 +120,7 @@ def profile_steps(
         "command": command or f"ftpdet bench profile --preset {preset.name} --method {method}",
         "date": date.today().isoformat(), "commit": git_commit(), "machine": machine_description(),
         "preset": preset.name, "batch_size": bs, "image_size": preset.image_size, "iters": iters, "rounds": rounds,
-        "student": f"{preset.student} ({cfg_s.model.backbone})", "teacher": f"{preset.teacher} ({cfg_t.model.backbone})",
+        "student": f"{preset.student} ({cfg_s.model.backbone})", "teacher": f"{teacher_config} ({cfg_t.model.backbone})",
         "precision": {"student": vars(s_prec), "teacher": vars(t_prec)}, "steps": result_steps,
     }
     out.mkdir(parents=True, exist_ok=True)
