@@ -75,3 +75,26 @@ def test_mobilenet_width_mult_makes_a_smaller_student():
                                        head_channels=48, num_convs=1), 10)
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert n(big) > 20 * n(small)
+
+
+def test_a_backbone_starts_from_a_trained_detectors_backbone(tiny_data, teacher_ckpt, tmp_path):
+    # Pretraining on another task, as real detectors start from ImageNet: model.backbone_weights names an ftpdet
+    # checkpoint and the new detector's backbone starts from its backbone's tensors (nothing else is taken).
+    from ftpdet.checkpoint import load_checkpoint
+    from ftpdet.errors import CheckpointError
+    from ftpdet.models.detector import build_detector
+    from ftpdet.sections import ModelConfig
+
+    ckpt = load_checkpoint(teacher_ckpt)
+    stored = ckpt["config"]["model"]  # the tiny teacher: mobilenet_v3_small at width 1.0
+    cfg = ModelConfig(backbone=stored["backbone"], width_mult=stored["width_mult"], backbone_weights=str(teacher_ckpt),
+                      fpn_channels=16, head_channels=16)
+    model = build_detector(cfg, 4)
+    own = {k: v for k, v in ckpt["model"].items() if k.startswith("backbone.")}
+    assert own and all(torch.equal(model.state_dict()[k], v) for k, v in own.items())
+    fresh = build_detector(cfg.model_copy(update={"backbone_weights": None}), 4)
+    assert not all(torch.equal(fresh.state_dict()[k], v) for k, v in own.items())  # not what random init gives
+    with pytest.raises(CheckpointError, match="its backbone is 'mobilenet_v3_small', not 'resnet18'"):
+        build_detector(cfg.model_copy(update={"backbone": "resnet18"}), 4)
+    with pytest.raises(CheckpointError, match="does not fit mobilenet_v3_small with width_mult 0.5"):
+        build_detector(cfg.model_copy(update={"width_mult": 0.5}), 4)

@@ -63,11 +63,20 @@ class MobileNetFeatures(nn.Module):
         return list(self.features(x).values())
 
 
-def _load_weights(model: nn.Module, weights: str, name: str) -> None:
+def _load_weights(model: nn.Module, weights: str, name: str) -> dict[str, torch.Tensor] | None:
+    """Load a torchvision state_dict into `model`; or, when the file is an ftpdet checkpoint, return its detector's
+    backbone tensors (the weight average when it kept one), for the feature module built from `model`."""
     path = Path(weights)
     if not path.is_file():
         raise ConfigError(f"{weights}: backbone weights file not found (or use torchvision:<WEIGHTS_NAME>)")
     state = safe_load(path, "backbone weights file")
+    if isinstance(state, dict) and "config" in state and isinstance(state.get("model"), dict):
+        # A detector trained by ftpdet (e.g. on a pretraining task): its backbone starts this one.
+        stored = state["config"].get("model", {}) if isinstance(state["config"], dict) else {}
+        if stored.get("backbone") != name:
+            raise CheckpointError(f"{path}: its backbone is {stored.get('backbone')!r}, not {name!r}")
+        weights_of = state["ema"] if isinstance(state.get("ema"), dict) else state["model"]
+        return {k.removeprefix("backbone."): v for k, v in weights_of.items() if k.startswith("backbone.")}
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -76,10 +85,13 @@ def _load_weights(model: nn.Module, weights: str, name: str) -> None:
     missing = [k for k in result.missing_keys if not k.startswith(_HEAD_KEYS)]
     if missing:
         raise CheckpointError(f"{path}: not {name} weights: {len(missing)} backbone tensors missing, e.g. '{missing[0]}'")
+    return None
 
 
 def build_backbone(name: str, width_mult: float = 1.0, weights: str | None = None) -> nn.Module:
-    """A module mapping images (B, 3, H, W) to [C3, C4, C5]; `.out_channels` lists their widths."""
+    """A module mapping images (B, 3, H, W) to [C3, C4, C5]; `.out_channels` lists their widths. `weights`: None
+    (random), "torchvision:<WEIGHTS>", a torchvision state_dict file, or an ftpdet checkpoint whose backbone is
+    taken (the way a detector starts from weights pretrained on another task)."""
     kwargs = {"width_mult": width_mult} if name.startswith("mobilenet") else {}
     tv_weights = None
     if weights is not None and weights.startswith("torchvision:"):
@@ -87,14 +99,21 @@ def build_backbone(name: str, width_mult: float = 1.0, weights: str | None = Non
             raise ConfigError(f"model.backbone_weights: torchvision weights exist only for width_mult 1.0, not {width_mult}")
         tv_weights = torchvision.models.get_model_weights(name)[weights.split(":", 1)[1]]
     model = torchvision.models.get_model(name, weights=tv_weights, **kwargs)
-    if weights is not None and tv_weights is None:
-        _load_weights(model, weights, name)
+    detector_backbone = _load_weights(model, weights, name) if weights is not None and tv_weights is None else None
     if name.startswith("resnet"):
-        return ResNetFeatures(model)
-    # torchvision's MobileNetV3 uses BatchNorm momentum 0.01, tuned for long ImageNet runs. Over a few
-    # hundred from-scratch steps the running statistics then lag the weights so far that eval-mode
-    # outputs collapse (measured: AP 0.60 with batch statistics, 0.00 with running ones, after 150 steps).
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = 0.1
-    return MobileNetFeatures(model.features)
+        features: nn.Module = ResNetFeatures(model)
+    else:
+        # torchvision's MobileNetV3 uses BatchNorm momentum 0.01, tuned for long ImageNet runs. Over a few
+        # hundred from-scratch steps the running statistics then lag the weights so far that eval-mode
+        # outputs collapse (measured: AP 0.60 with batch statistics, 0.00 with running ones, after 150 steps).
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
+        features = MobileNetFeatures(model.features)
+    if detector_backbone is not None:
+        try:
+            features.load_state_dict(detector_backbone)
+        except RuntimeError as e:
+            raise CheckpointError(f"{weights}: its backbone does not fit {name} with width_mult {width_mult} "
+                                  f"({str(e).splitlines()[0]})") from None
+    return features
