@@ -1,6 +1,7 @@
 """Distillation: zero at a perfect copy, frozen teacher, DLT / CTF properties, PD cross-position, runs."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -297,3 +298,43 @@ def test_ld_class_kd_is_averaged_over_classes_and_over_each_levels_positives(tea
                 expected += kl.sum().item() / teacher.num_classes / pos.sum().item()
             start += count
     assert terms["distill_ld_cls"].item() == pytest.approx(10.0 * expected, rel=1e-4)
+
+
+def test_the_onnx_runtime_teacher_gives_the_teachers_outputs(teacher_ckpt, tmp_path):
+    # Every tensor the methods may read (logits, FPN features, tower features), in the same nesting, from ONNX
+    # Runtime; a batch size other than the export's works (dynamic batch).
+    from torch.utils._pytree import tree_flatten
+
+    from ftpdet.checkpoint import load_model
+    from ftpdet.engine.onnx_teacher import OnnxTeacher
+
+    teacher, cfg, _ = load_model(teacher_ckpt)
+    runner = OnnxTeacher(teacher, 64, tmp_path / "teacher.onnx")
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = teacher(images)
+    got = runner(images)
+    assert got.keys() == expected.keys()
+    leaves_e, spec_e = tree_flatten(expected)
+    leaves_g, spec_g = tree_flatten(got)
+    assert spec_g == spec_e and len(leaves_g) == len(leaves_e) > 10
+    for a, b in zip(leaves_g, leaves_e):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_distillation_with_the_onnx_runtime_teacher_matches_pytorch(tiny_data, teacher_ckpt, tmp_path):
+    # Same seed, same student, the teacher's forward by either runtime: the logged distillation terms agree (float32
+    # teacher here, so they differ only by float rounding).
+    from ftpdet.engine.train import train
+
+    logs = {}
+    for runtime in ("torch", "onnxruntime"):
+        cfg = tiny_config(tiny_data, tmp_path / runtime, "train.epochs=1", f"distill.teacher_runtime={runtime}")
+        out = train(cfg, progress=False, teacher=teacher_ckpt, method="kd").out_dir
+        logs[runtime] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert (tmp_path / "onnxruntime" / "teacher.rank0.onnx").is_file()
+    first_t, first_o = logs["torch"][0], logs["onnxruntime"][0]
+    kd_terms = [k for k in first_t if k.startswith("distill_") and not k.endswith("_raw")]
+    assert kd_terms
+    for k in kd_terms:
+        assert first_o[k] == pytest.approx(first_t[k], rel=1e-3, abs=1e-6), k

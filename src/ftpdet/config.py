@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError, create_model, field_validator
@@ -32,6 +32,9 @@ class DistillBase(Section):
 
     method: str = "ftpd"  # kd | ld | crosskd | bckd | pkd | ftpd, or a combination such as ftpd+pkd
     teacher: str | None = None  # teacher checkpoint (.pt); `ftpdet distill --teacher` overrides it
+    # What runs the teacher's no-grad forward: PyTorch (at the teacher's own precision), or ONNX Runtime on the CPU
+    # (faster for the MobileNetV3-large benchmark teacher, slower for the ResNet-18; docs/speed.md).
+    teacher_runtime: Literal["torch", "onnxruntime"] = "torch"
 
     @field_validator("method")
     @classmethod

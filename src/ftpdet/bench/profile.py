@@ -82,10 +82,16 @@ def profile_steps(
         ema = weight_average(trainee.student, tc.ema, tc.warmup_steps) if tc.ema is not None else None
         return TrainStep(trainee.train(), build_optimizer(trainee, tc), weights, tc.grad_clip, ema=ema)
 
+    teacher_forward = None
+    if cfg_s.distill.teacher_runtime == "onnxruntime":
+        from ftpdet.engine.onnx_teacher import OnnxTeacher
+
+        teacher_forward = OnnxTeacher(teacher, preset.image_size, out / "teacher.onnx")
     steps = {
         "student step": make_step(Trainee(student, criterion, precision=s_prec), weight_table(cfg_s.loss)),
         f"{method} step": make_step(
-            Trainee(student, criterion, teacher, build_methods(method, cfg_s.distill, student, teacher), s_prec, t_prec),
+            Trainee(student, criterion, teacher, build_methods(method, cfg_s.distill, student, teacher), s_prec, t_prec,
+                    teacher_forward),
             weight_table(cfg_s.loss, cfg_s.distill, method)),
     }
     cursor = iter(range(10**9))
@@ -121,7 +127,8 @@ def profile_steps(
         "date": date.today().isoformat(), "commit": git_commit(), "machine": machine_description(),
         "preset": preset.name, "batch_size": bs, "image_size": preset.image_size, "iters": iters, "rounds": rounds,
         "student": f"{preset.student} ({cfg_s.model.backbone})", "teacher": f"{teacher_config} ({cfg_t.model.backbone})",
-        "precision": {"student": vars(s_prec), "teacher": vars(t_prec)}, "steps": result_steps,
+        "precision": {"student": vars(s_prec), "teacher": vars(t_prec)},
+        "teacher_runtime": cfg_s.distill.teacher_runtime, "steps": result_steps,
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / "profile.json"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -57,7 +58,8 @@ class Trainee(nn.Module):
 
     def __init__(self, student: GFLDetector, criterion: GFLLoss, teacher: GFLDetector | None = None,
                  methods: nn.ModuleDict | None = None, precision: Precision = Precision(),
-                 teacher_precision: Precision = Precision()) -> None:
+                 teacher_precision: Precision = Precision(),
+                 teacher_forward: Callable[[torch.Tensor], dict[str, list]] | None = None) -> None:
         super().__init__()
         self.student = precision.prepare(student)
         self.methods = methods if methods is not None else nn.ModuleDict()
@@ -66,6 +68,7 @@ class Trainee(nn.Module):
         if teacher is not None:
             teacher = teacher_precision.prepare(freeze(teacher))
         object.__setattr__(self, "teacher", teacher)
+        self.teacher_forward = teacher_forward  # another runtime for the teacher's forward (engine/onnx_teacher.py)
 
     def train(self, mode: bool = True) -> Trainee:
         super().train(mode)
@@ -76,8 +79,12 @@ class Trainee(nn.Module):
     def forward(self, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
         device = images.device.type
         if self.teacher is not None:
-            with record_function("teacher forward"), torch.no_grad(), self.teacher_precision.autocast(device):
-                t_out = self.teacher(self.teacher_precision.input(images))
+            with record_function("teacher forward"), torch.no_grad():
+                if self.teacher_forward is not None:
+                    t_out = self.teacher_forward(images)
+                else:
+                    with self.teacher_precision.autocast(device):
+                        t_out = self.teacher(self.teacher_precision.input(images))
         amp = self.precision.autocast(device)
         with record_function("student forward"), amp:
             s_out = self.student(self.precision.input(images))

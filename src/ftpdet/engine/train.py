@@ -200,7 +200,7 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     if world > 1 and device.type == "cuda":  # batch statistics over the global batch (CPU DDP keeps them per rank)
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk, cfg.model.atss_fallback)
-    teacher_model, methods, teacher_precision = None, None, Precision()
+    teacher_model, methods, teacher_precision, teacher_forward = None, None, Precision(), None
     if teacher is not None:
         # Paired seeds: building the teacher and the methods' adapters draws random numbers; doing it on a
         # forked generator leaves the augmentation stream exactly as a plain run of the same seed sees it.
@@ -208,8 +208,14 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
             teacher_model, teacher_cfg = load_teacher(teacher, model, train_ds.categories)
             teacher_model, teacher_precision = teacher_model.to(device), Precision.of(teacher_cfg.train)
             methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
+            if cfg.distill.teacher_runtime == "onnxruntime":
+                if device.type != "cpu":
+                    raise ConfigError(f"distill.teacher_runtime=onnxruntime runs on the CPU, not {device}: use torch")
+                from ftpdet.engine.onnx_teacher import OnnxTeacher
+
+                teacher_forward = OnnxTeacher(teacher_model, cfg.data.image_size, Path(tc.out_dir) / f"teacher.rank{rank}.onnx")
     # Adapters (if any) train with the student; each model runs at its config's precision and memory format.
-    trainee = Trainee(model, criterion, teacher_model, methods, Precision.of(tc), teacher_precision)
+    trainee = Trainee(model, criterion, teacher_model, methods, Precision.of(tc), teacher_precision, teacher_forward)
     optimizer = build_optimizer(trainee, tc)
     if world > 1:
         torch.manual_seed(tc.seed + rank)  # per-rank augmentation; DDP broadcasts rank 0's initial weights
