@@ -191,6 +191,10 @@ def test_run_key_covers_the_runs_methods_only(tiny_data, tmp_path):
     assert run_key(cfg, "ftpd+pkd", "t", "d") != run_key(other_ftpd, "ftpd+pkd", "t", "d")
     assert run_key(cfg, None, None, "d") == run_key(other_ftpd, None, None, "d")  # the plain student has no method
     assert run_key(cfg, "kd", "t", "d") != run_key(cfg, "kd", "other teacher", "d")
+    onnx = cfg.model_copy(deep=True)
+    onnx.distill.teacher_runtime = "onnxruntime"  # the teacher's forward in float32 by ONNX Runtime: other numbers
+    assert run_key(cfg, "kd", "t", "d") != run_key(onnx, "kd", "t", "d")
+    assert run_key(cfg, None, None, "d") == run_key(onnx, None, None, "d")  # no teacher, nothing changes
 
 
 def test_the_cache_key_covers_the_code_a_run_executes_and_nothing_else(tiny_data, tmp_path):
@@ -199,7 +203,8 @@ def test_the_cache_key_covers_the_code_a_run_executes_and_nothing_else(tiny_data
     kd, ftpd, plain = training_modules(["kd"]), training_modules(["ftpd"]), training_modules([])
     for module in ("ftpdet.engine.train", "ftpdet.engine.step", "ftpdet.models.detector", "ftpdet.models.criterion",
                    "ftpdet.models.backbones", "ftpdet.data.coco", "ftpdet.data.transforms", "ftpdet.losses",
-                   "ftpdet.distributed", "ftpdet.config", "ftpdet.methods.base", "ftpdet.methods.kd"):
+                   "ftpdet.distributed", "ftpdet.config", "ftpdet.methods.base", "ftpdet.methods.kd",
+                   "ftpdet.models.precision", "ftpdet.engine.onnx_teacher"):
         assert module in kd, module
     assert {"ftpdet.methods.ftpd", "ftpdet.methods.ctf", "ftpdet.methods.temperature"} <= set(ftpd) - set(kd)
     assert not any(m.startswith(("ftpdet.bench", "ftpdet.cli", "ftpdet.demo", "ftpdet.methods.kd")) for m in plain)

@@ -96,7 +96,10 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     names = parse_method(method) if method is not None else []
     # Only the sections of the methods that run: changing one method's defaults must not retrain the others
     # (distill.method and distill.teacher are not read either; method and teacher come from the run).
+    # With a teacher, what runs its forward counts too (ONNX Runtime in float32 vs PyTorch at the teacher's precision).
     dump["distill"] = {name: dump["distill"][name] for name in names}
+    if names:
+        dump["distill"]["teacher_runtime"] = cfg.distill.teacher_runtime
     payload = json.dumps({"config": dump, "method": method, "teacher": teacher_key, "data": data_fp,
                           "code": source_fingerprint(names)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
