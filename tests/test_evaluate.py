@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from pycocotools.coco import COCO
@@ -66,3 +67,33 @@ def test_postprocess_threshold_nms_and_cap():
     # Box 1 overlaps box 0 (IoU .81) in the same class -> suppressed; 0.05 is under the threshold; cap 2.
     assert out["scores"].tolist() == pytest.approx([0.9, 0.7])
     assert out["labels"].tolist() == [0, 1]
+
+
+def test_bootstrap_resamples_images_the_same_way_for_every_model(tiny_data):
+    # Perfect detections score AP 1 on every resampling (no spread); a set that misses some images spreads; the
+    # difference between a set and itself is exactly 0 on every resampling (the pairing is exact).
+    from ftpdet.engine.evaluate import bootstrap_ap
+
+    data = json.loads((tiny_data / "annotations" / "instances_val.json").read_text())
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in data["annotations"]]
+    first = data["images"][0]["id"]
+    partial = [d for d in perfect if d["image_id"] != first]
+    boot = bootstrap_ap(data, [perfect, partial, partial], replicates=30, seed=1)
+    assert boot.shape == (30, 3)
+    assert np.allclose(boot[:, 0], 1.0)
+    assert boot[:, 1].std() > 0 and boot[:, 1].max() <= 1.0
+    assert np.array_equal(boot[:, 1], boot[:, 2])
+    full = coco_metrics(coco_from_dict(data), partial)["AP"]
+    assert boot[:, 1].min() <= full <= boot[:, 1].max()
+
+
+def test_cli_eval_noise_reports_each_model_and_the_difference(tiny_data, teacher_ckpt):
+    res = CliRunner().invoke(app, ["bench", "eval-noise", str(teacher_ckpt), str(teacher_ckpt), "--data", str(tiny_data),
+                                   "--replicates", "5"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if " AP" in ln]  # (progress bars go to the same captured output)
+    assert len(lines) == 3 and "evaluation noise (bootstrap std over 5 resamplings of 4 images)" in lines[0]
+    assert lines[2] == "difference A - B: +0.00 AP, evaluation noise 0.00"  # a model against itself: exactly 0
+    res = CliRunner().invoke(app, ["bench", "eval-noise", "--data", str(tiny_data)])
+    assert res.exit_code == 2

@@ -361,6 +361,28 @@ def bench_profile(
     typer.echo(f"results: {path}")
 
 
+@bench_app.command("eval-noise")
+@friendly
+def bench_eval_noise(
+    checkpoints: Annotated[list[Path], typer.Argument(help="One checkpoint, or two to see the noise of their difference.")],
+    data: Annotated[Path, typer.Option(help="A dataset root laid out as `data synth` writes it; its val split is used.")],
+    replicates: Annotated[int, typer.Option(min=2, help="Bootstrap resamplings of the validation images.")] = 200,
+) -> None:
+    """Evaluation noise: the spread of AP (and of a paired difference) over bootstrap resamplings of the
+    validation images, to compare with the seed-to-seed spread."""
+    from ftpdet.bench.noise import eval_noise
+
+    if SMOKE:
+        replicates = min(replicates, 5)
+    r = eval_noise(checkpoints, data / "annotations" / "instances_val.json", data / "val", replicates)
+    for m in r["models"]:
+        typer.echo(f"{m['checkpoint']}: AP {m['AP']:.2f}, evaluation noise (bootstrap std over {r['replicates']} "
+                   f"resamplings of {r['images']} images) {m['bootstrap_std']:.2f}")
+    if "difference" in r:
+        d = r["difference"]
+        typer.echo(f"difference A - B: {d['AP']:+.2f} AP, evaluation noise {d['bootstrap_std']:.2f}")
+
+
 @bench_app.command("speed")
 @friendly
 def bench_speed(

@@ -12,6 +12,7 @@ import copy
 import io
 from typing import Any
 
+import numpy as np
 import torch
 from faster_coco_eval import COCO
 from faster_coco_eval import COCOeval_faster as COCOeval
@@ -86,3 +87,37 @@ def evaluate(model: Predictor, dataset: CocoDetection, cfg: EvalConfig, progress
 def summarize(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {100 * metrics[k]:.1f}" for k in METRIC_KEYS)
 
+
+
+def bootstrap_ap(gt: dict[str, Any], detection_sets: list[list[dict[str, Any]]], replicates: int = 200,
+                 seed: int = 0) -> np.ndarray:
+    """AP of each detection set on `replicates` resamplings of the validation images (with replacement, the same
+    resampling for every set): (replicates, len(detection_sets)). Its spread is the evaluation noise, the part of
+    a number that comes from which images happen to be in the validation set; for a paired difference between two
+    models take the spread of the column difference."""
+    rng = np.random.default_rng(seed)
+    images = gt["images"]
+    anns_of: dict[int, list] = {}
+    for a in gt["annotations"]:
+        anns_of.setdefault(a["image_id"], []).append(a)
+    dets_of = []
+    for dets in detection_sets:
+        by_image: dict[int, list] = {}
+        for d in dets:
+            by_image.setdefault(d["image_id"], []).append(d)
+        dets_of.append(by_image)
+    out = np.zeros((replicates, len(detection_sets)))
+    for r in range(replicates):
+        picks = rng.integers(0, len(images), len(images))
+        new_images, new_anns = [], []
+        new_dets: list[list] = [[] for _ in detection_sets]
+        for new_id, i in enumerate(picks, start=1):  # a drawn image keeps its content under a fresh id
+            old_id = images[i]["id"]
+            new_images.append({**images[i], "id": new_id})
+            new_anns += [{**a, "id": len(new_anns) + k + 1, "image_id": new_id} for k, a in enumerate(anns_of.get(old_id, []))]
+            for s, by_image in enumerate(dets_of):
+                new_dets[s] += [{**d, "image_id": new_id} for d in by_image.get(old_id, [])]
+        coco = coco_from_dict({**gt, "images": new_images, "annotations": new_anns})
+        for s, dets in enumerate(new_dets):
+            out[r, s] = coco_metrics(coco, dets)["AP"]
+    return out
