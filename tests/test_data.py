@@ -167,7 +167,7 @@ def test_a_cached_dataset_gives_the_samples_an_uncached_one_gives(tmp_path):
     for cache in (False, True):
         ds = CocoDetection(ann, images, 48, train=True, cache_images=cache)
         torch.manual_seed(0)
-        samples.append([ds[i] for i in range(len(ds))])
+        samples.append([ds[i] for _ in range(2) for i in range(len(ds))])  # two epochs: the cache stays untouched
     assert all(b[1]["boxes"].numel() for b in samples[0])  # boxes to compare
     for (im_a, t_a), (im_b, t_b) in zip(*samples):
         assert im_a.shape == (3, 48, 48) and torch.equal(im_a, im_b)
