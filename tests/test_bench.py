@@ -352,3 +352,34 @@ def test_profile_breaks_the_loop_step_into_its_phases(tmp_path):
     assert plain["weight average"] == distil["weight average"] == 0
     table = profile_table(result)
     assert table[0] == "| phase (ms per step) | student step | ftpd step |" and len(table) == 2 + 7 + 2
+
+
+def test_pretrained_backbones_train_once_per_role_and_start_every_run(tmp_path, monkeypatch):
+    # A preset with pretraining: one pretraining run per role on the separate set (seed 1), whose backbone every run
+    # of that role starts from; the key follows the pretraining run (not its path); a rerun trains nothing.
+    from dataclasses import replace
+
+    from ftpdet.engine import train as train_module
+
+    preset = replace(PRESETS["smoke"], pretrain_epochs=1, pretrain_num_train=16, pretrain_num_val=4)
+    started = []
+    original = train_module.train
+    monkeypatch.setattr("ftpdet.engine.train.train", lambda cfg, **kw: started.append(cfg) or original(cfg, **kw))
+    bench = AccuracyBench(preset, tmp_path / "b", progress=False, only=("main",))
+    results = bench()
+    pretrain_dirs = sorted(p.name.split("-")[0] for p in (tmp_path / "b" / "pretrain").iterdir())
+    assert pretrain_dirs == ["main", "student"]  # the main part needs no heterogeneous teacher
+    assert json.loads((tmp_path / "b" / "pretrain_data" / "synth.json").read_text())["seed"] == 1
+    runs = [c for c in started if "/pretrain/" not in c.train.out_dir]
+    pre = {c.train.out_dir.split("/pretrain/")[1].split("-")[0]: c for c in started if "/pretrain/" in c.train.out_dir}
+    assert len(pre) == 2 and all("pretrain_data" in c.data.root for c in pre.values())
+    for cfg in runs:  # every teacher and student run starts from its role's pretrained backbone
+        role = "main" if "/teachers/" in cfg.train.out_dir else "student"
+        assert cfg.model.backbone_weights.endswith("last.pt") and f"/pretrain/{role}-" in cfg.model.backbone_weights
+    assert set(results["pretrain"]) == {"main", "student"}
+    plain = AccuracyBench(PRESETS["smoke"], tmp_path / "b", progress=False, only=("main",))
+    plain.prepare_data()
+    assert plain.teacher_key("main")[1] != bench.teacher_key("main")[1]  # pretraining is in the key
+    started.clear()
+    AccuracyBench(preset, tmp_path / "b", progress=False, only=("main",))()
+    assert started == []  # everything reused

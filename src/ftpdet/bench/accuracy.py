@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ftpdet.bench.presets import ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, Preset
+from ftpdet.bench.presets import ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, PRETRAIN_SEED, Preset
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
 from ftpdet.engine.evaluate import METRIC_KEYS
@@ -87,8 +87,9 @@ def data_fingerprint(train_ann: Path, val_ann: Path, image_size: int) -> str:
     return h.hexdigest()[:16]
 
 
-def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: str) -> str:
-    """Hash of everything that decides the result; the output directory and the data's paths do not."""
+def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: str, pretrain: str | None = None) -> str:
+    """Hash of everything that decides the result; the output directory and the data's paths do not. `pretrain`:
+    the key of the run whose backbone this one starts from (its path is left out, like every path)."""
     dump = cfg.model_dump()
     dump["train"].pop("out_dir")
     for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
@@ -100,8 +101,11 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     dump["distill"] = {name: dump["distill"][name] for name in names}
     if names:
         dump["distill"]["teacher_runtime"] = cfg.distill.teacher_runtime
-    payload = json.dumps({"config": dump, "method": method, "teacher": teacher_key, "data": data_fp,
-                          "code": source_fingerprint(names)}, sort_keys=True)
+    dump["model"].pop("backbone_weights")
+    fields = {"config": dump, "method": method, "teacher": teacher_key, "data": data_fp, "code": source_fingerprint(names)}
+    if pretrain is not None:
+        fields["pretrain"] = pretrain
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -190,6 +194,7 @@ class AccuracyBench:
         for earlier in [*reused, self.previous]:
             self.known |= {r["key"]: r for r in earlier.get("records", []) if r.get("status") == "done"}
             self.known_teachers |= {t["key"]: t for t in earlier.get("teachers", {}).values() if t.get("status") == "done"}
+            self.known_teachers |= {t["key"]: t for t in earlier.get("pretrain", {}).values() if t.get("status") == "done"}
         self.configs = {
             "main": teacher_config or preset.teacher,
             "hetero": hetero_teacher_config or preset.hetero_teacher,
@@ -199,6 +204,7 @@ class AccuracyBench:
         self.command = command or "ftpdet.bench.accuracy.AccuracyBench (Python API)"
         self.records: dict[str, dict] = {}
         self.teacher_records: dict[str, dict] = {}
+        self.pretrain_records: dict[str, dict] = {}
         self._params: dict[str, float] = {}
 
     # -- data ------------------------------------------------------------------------------------------
@@ -220,6 +226,14 @@ class AccuracyBench:
         train_ann = root / "annotations" / "instances_train.json"
         self.data_fp = data_fingerprint(train_ann, root / "annotations" / "instances_val.json", p.image_size)
         self.num_classes = len(read_coco_json(train_ann)["categories"])
+        if p.pretrain_epochs:
+            from ftpdet.data.synth import synthesize_once
+
+            self.pretrain_root = self.out / "pretrain_data"
+            synthesize_once(self.pretrain_root, seed=PRETRAIN_SEED, num_train=p.pretrain_num_train,
+                            num_val=p.pretrain_num_val, image_size=p.image_size)
+            ann = self.pretrain_root / "annotations"
+            self.pretrain_fp = data_fingerprint(ann / "instances_train.json", ann / "instances_val.json", p.image_size)
         return root
 
     # -- configs ---------------------------------------------------------------------------------------
@@ -265,10 +279,47 @@ class AccuracyBench:
         record_path.write_text(json.dumps(record, indent=1))
         return record
 
+    def pretrain_key(self, role: str) -> tuple[Config, str, Path] | None:
+        """The config, key and run directory of the pretraining run whose backbone `role`'s runs start from (None
+        without pretraining): the role's model on the separate pretraining set, seed 0."""
+        p = self.preset
+        if not p.pretrain_epochs:
+            return None
+        extra = {"main": p.teacher_overrides, "hetero": p.hetero_overrides}.get(role, p.student_overrides)
+        cfg = load_config(self.configs[role], [
+            f"data.root={self.pretrain_root}", f"data.image_size={p.image_size}", "train.seed=0", f"train.out_dir={self.out}",
+            *p.common, *extra, f"train.epochs={p.pretrain_epochs}", f"train.eval_every={p.pretrain_epochs}"])
+        key = run_key(cfg, None, None, self.pretrain_fp)
+        return cfg, key, self.out / "pretrain" / f"{role}-{key}"
+
+    def pretrained(self, role: str) -> Path:
+        """The pretraining run's checkpoint for `role`, trained once (and reused by key like every run)."""
+        cfg, key, run_dir = self.pretrain_key(role)
+        ckpt = run_dir / "last.pt"
+        record = self.finished(key, run_dir, self.known_teachers) if ckpt.exists() else None
+        if record is None:
+            print(f"\n== pretraining ({role}): {self.configs[role]} ({cfg.model.backbone}) on the separate pretraining "
+                  f"set, {cfg.train.epochs} epochs -> {run_dir}")
+            record = self._train(cfg, key, run_dir, None, None)
+            if record["status"] != "done":
+                raise FtpdetError(f"{run_dir}: pretraining for {role} failed: {record['error']}")
+        self.pretrain_records[role] = record | {"role": role, "config": self.configs[role], "backbone": cfg.model.backbone}
+        return ckpt
+
+    def starting_from(self, cfg: Config, role: str) -> Config:
+        """cfg with the backbone starting from `role`'s pretrained one (trained first if needed); unchanged without."""
+        if not self.preset.pretrain_epochs:
+            return cfg
+        return cfg.model_copy(update={"model": cfg.model.model_copy(update={"backbone_weights": str(self.pretrained(role))})})
+
+    def _pretrain(self, role: str) -> str | None:
+        found = self.pretrain_key(role)
+        return found[1] if found else None
+
     def teacher_key(self, role: str) -> tuple[Config, str, Path]:
         """The teacher's config, key and run directory (nothing is trained)."""
         cfg = self.config(role, 0)
-        key = run_key(cfg, None, None, self.data_fp)
+        key = run_key(cfg, None, None, self.data_fp, self._pretrain(role))
         return cfg, key, self.out / "teachers" / f"{role}-{key}"
 
     def teacher(self, role: str, train: bool = True) -> Path | None:
@@ -282,7 +333,7 @@ class AccuracyBench:
         record = self.finished(key, run_dir, self.known_teachers) if (ckpt.exists() or not train) else None
         if record is None and train:
             print(f"\n== teacher ({role}): {self.configs[role]} ({cfg.model.backbone}), {cfg.train.epochs} epochs -> {run_dir}")
-            record = self._train(cfg, key, run_dir, None, None)
+            record = self._train(self.starting_from(cfg, role), key, run_dir, None, None)
             if record["status"] != "done":
                 raise FtpdetError(f"{run_dir}: the {role} teacher failed to train: {record['error']}")
         if record is not None:
@@ -297,7 +348,7 @@ class AccuracyBench:
         one had its key). The teacher trains only when a run that needs it trains."""
         cfg = self.config("student", spec.seed, spec.overrides)
         teacher_key = self.teacher_key(spec.teacher)[1] if spec.teacher else None
-        key = run_key(cfg, spec.method, teacher_key, self.data_fp)
+        key = run_key(cfg, spec.method, teacher_key, self.data_fp, self._pretrain("student"))
         if key in self.records:
             return self.records[key], "shared"
         name = (spec.method or "student").replace("+", "_")
@@ -305,7 +356,7 @@ class AccuracyBench:
         record, how = self.finished(key, run_dir, self.known), "reused"
         if record is None:
             teacher_ckpt = self.teacher(spec.teacher) if spec.teacher else None
-            record, how = self._train(cfg, key, run_dir, teacher_ckpt, spec.method), "trained"
+            record, how = self._train(self.starting_from(cfg, "student"), key, run_dir, teacher_ckpt, spec.method), "trained"
         elif spec.teacher:
             self.teacher(spec.teacher, train=False)  # its record, for the report
         record |= {"method": spec.method or "student", "overrides": list(spec.overrides), "seed": spec.seed,
@@ -378,6 +429,7 @@ class AccuracyBench:
                      "num_train": p.num_train if self.user_data is None else None,
                      "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
             "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,
+                         "pretrain_epochs": p.pretrain_epochs, "pretrain_num_train": p.pretrain_num_train,
                          "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds,
                          "ablation_seeds": p.ablation_seeds, "hetero_seeds": p.hetero_seeds},
             "configs": dict(self.configs),
@@ -385,6 +437,7 @@ class AccuracyBench:
             "student_params_m": round(self.params_m(self.config("student", 0)), 3),
             # teachers this sitting did not look up (its parts did not need them) keep an earlier sitting's record
             "teachers": {**self.previous.get("teachers", {}), **self.teacher_records},
+            "pretrain": {**self.previous.get("pretrain", {}), **self.pretrain_records},
             "records": records,
             "tables": tables,
         }

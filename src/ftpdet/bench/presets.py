@@ -33,6 +33,8 @@ DLT_MODES = {
 }
 
 
+PRETRAIN_SEED = 1  # the pretraining set's seed: its images are not the benchmark's (seed 0)
+
 # `ftpdet bench accuracy --only PART`: the tables each part trains, so the parts can run in separate sittings.
 PARTS: dict[str, tuple[str, ...]] = {"main": ("main",), "hetero": ("hetero",),
                                      "ablation": ("ablation", "position", "dlt"), "tau": ("tau",)}
@@ -56,6 +58,12 @@ class Preset:
     # for each default; with one seed a difference could not be told from seed noise (~0.7 AP)
     ablation_seeds: int
     hetero_seeds: int  # the heterogeneous pair: whether FTPD beats KD and LD there is a paired claim too
+    # Backbones pretrained once on a separate built-in dataset (another seed, `pretrain_num_train` images), the way
+    # detectors start from ImageNet weights; every run of a role (student, each teacher) starts from its role's
+    # pretrained backbone. 0 = random initialisation.
+    pretrain_epochs: int = 0
+    pretrain_num_train: int = 3200
+    pretrain_num_val: int = 200
     common: tuple[str, ...] = ()  # overrides for every run (teachers and students)
     teacher_overrides: tuple[str, ...] = ()  # main teacher
     hetero_overrides: tuple[str, ...] = ()  # heterogeneous teacher
