@@ -101,9 +101,9 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     dump["distill"] = {name: dump["distill"][name] for name in names}
     if names:
         dump["distill"]["teacher_runtime"] = cfg.distill.teacher_runtime
-    dump["model"].pop("backbone_weights")
     fields = {"config": dump, "method": method, "teacher": teacher_key, "data": data_fp, "code": source_fingerprint(names)}
-    if pretrain is not None:
+    if pretrain is not None:  # the pretraining run's key stands for the backbone file it writes
+        dump["model"].pop("backbone_weights")
         fields["pretrain"] = pretrain
     payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
