@@ -1,0 +1,28 @@
+import time, torch
+from pathlib import Path
+from ftpdet.config import load_config
+from ftpdet.data.coco import CocoDetection, collate
+from ftpdet.models.detector import build_detector, freeze
+# Data: a `ftpdet data synth` directory given as the first argument, else one made here (256 train images).
+import sys as _sys
+from pathlib import Path as _Path
+from ftpdet.data.synth import synthesize_once as _synth
+if len(_sys.argv) > 1 and not _sys.argv[1].endswith(".pt"):
+    data = _Path(_sys.argv[1])
+else:
+    data = _Path("runs/speed_probes/data")
+    _synth(data, seed=0, num_train=256, num_val=8, image_size=128)
+
+ds = CocoDetection(data/"annotations/instances_train.json", data/"train", 128, train=True, cache_images=True)
+imgs, tg = collate([ds[i] for i in range(16)])
+def tm(fn, n=10):
+    fn(); t0=time.perf_counter()
+    for _ in range(n): fn()
+    return 1000*(time.perf_counter()-t0)/n
+t = freeze(build_detector(load_config("bench_teacher", []).model, ds.num_classes))
+from ftpdet.engine.onnx_teacher import OnnxTeacher
+runner = OnnxTeacher(t, 128, "runs/speed_probes/teacher.onnx")
+def bf():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16): return t(imgs)
+for r in range(4):
+    print("ort fp32", round(tm(lambda: runner(imgs)),1), "torch bf16", round(tm(bf),1), flush=True)
