@@ -377,6 +377,10 @@ def test_pretrained_backbones_train_once_per_role_and_start_every_run(tmp_path, 
         role = "main" if "/teachers/" in cfg.train.out_dir else "student"
         assert cfg.model.backbone_weights.endswith("last.pt") and f"/pretrain/{role}-" in cfg.model.backbone_weights
     assert set(results["pretrain"]) == {"main", "student"}
+    from ftpdet.bench.report import pretraining
+
+    assert pretraining(results["schedule"]).startswith("Every backbone starts from a pretraining run of its model (1 epochs")
+    assert pretraining(PRESETS["quick"].__dict__ | {"pretrain_epochs": 0}) == "Backbones start from random weights. "
     plain = AccuracyBench(PRESETS["smoke"], tmp_path / "b", progress=False, only=("main",))
     plain.prepare_data()
     assert plain.teacher_key("main")[1] != bench.teacher_key("main")[1]  # pretraining is in the key

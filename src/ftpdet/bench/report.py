@@ -34,6 +34,14 @@ def choice_seeds(data: dict[str, Any]) -> str:
     return f"FTPD's ablation over {ablation}; PD positions and DLT modes over {s['extra_seeds']}"
 
 
+def pretraining(schedule: dict[str, Any]) -> str:
+    """The sentence saying where backbones started (results from before pretraining existed: random weights)."""
+    if not schedule.get("pretrain_epochs"):
+        return "Backbones start from random weights. "
+    return (f"Every backbone starts from a pretraining run of its model ({schedule['pretrain_epochs']} epochs on a "
+            f"separate built-in set of {schedule['pretrain_num_train']} images, seed 1). ")
+
+
 def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> list[str]:
     res = Results(data)
     rel = assets.name
@@ -44,7 +52,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"## Accuracy (preset `{data['preset']}`)",
         "",
         f"Produced by `{data['command']}` on {data['date']}, at commit {data.get('commit') or 'unknown'}, on "
-        f"{data['machine']}. Data: {dataset}. Teachers {s['teacher_epochs']} epochs; every student run "
+        f"{data['machine']}. Data: {dataset}. {pretraining(s)}Teachers {s['teacher_epochs']} epochs; every student run "
         f"{s['student_epochs']} epochs, evaluated every {s['eval_every']}. Main comparison over {s['seeds']} paired "
         f"seeds (seed k: same student initialisation, data order and augmentation for every method); "
         f"{choice_seeds(data)}; heterogeneous pair over {s.get('hetero_seeds', s['extra_seeds'])}; tau sweep "
