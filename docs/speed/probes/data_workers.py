@@ -7,15 +7,8 @@ from ftpdet.models.detector import build_detector
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_table
 from ftpdet.models.precision import Precision
-# Data: a `ftpdet data synth` directory given as the first argument, else one made here (256 train images).
-import sys as _sys
-from pathlib import Path as _Path
-from ftpdet.data.synth import synthesize_once as _synth
-if len(_sys.argv) > 1 and not _sys.argv[1].endswith(".pt"):
-    data = _Path(_sys.argv[1])
-else:
-    data = _Path("runs/speed_probes/data")
-    _synth(data, seed=0, num_train=256, num_val=8, image_size=128)
+from _data import probe_data  # noqa: E402 (this folder's helper)
+data = probe_data()
 
 ds = CocoDetection(data/"annotations/instances_train.json", data/"train", 128, train=True, cache_images=True)
 cfg = load_config("demo_student", [f"data.root={data}"])

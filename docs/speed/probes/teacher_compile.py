@@ -11,15 +11,8 @@ def tm(fn, n=10):
     for _ in range(n): fn()
     return 1000*(time.perf_counter()-t0)/n
 import torch._inductor.config as ic
-# Data: a `ftpdet data synth` directory given as the first argument, else one made here (256 train images).
-import sys as _sys
-from pathlib import Path as _Path
-from ftpdet.data.synth import synthesize_once as _synth
-if len(_sys.argv) > 1 and not _sys.argv[1].endswith(".pt"):
-    data = _Path(_sys.argv[1])
-else:
-    data = _Path("runs/speed_probes/data")
-    _synth(data, seed=0, num_train=256, num_val=8, image_size=128)
+from _data import probe_data  # noqa: E402 (this folder's helper)
+data = probe_data()
 
 ic.freezing = True
 for amp in (False, True):
