@@ -22,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 from ftpdet.bench.presets import Preset
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection, collate
+from ftpdet.engine.onnx_teacher import teacher_runtime
 from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
@@ -82,11 +83,8 @@ def profile_steps(
         ema = weight_average(trainee.student, tc.ema, tc.warmup_steps) if tc.ema is not None else None
         return TrainStep(trainee.train(), build_optimizer(trainee, tc), weights, tc.grad_clip, ema=ema)
 
-    teacher_forward = None
-    if cfg_s.distill.teacher_runtime == "onnxruntime":
-        from ftpdet.engine.onnx_teacher import OnnxTeacher
-
-        teacher_forward = OnnxTeacher(teacher, preset.image_size, out / "teacher.onnx")
+    teacher_forward = teacher_runtime(cfg_s.distill.teacher_runtime, teacher, preset.image_size, out / "teacher.onnx",
+                                      torch.device("cpu"))
     steps = {
         "student step": make_step(Trainee(student, criterion, precision=s_prec), weight_table(cfg_s.loss)),
         f"{method} step": make_step(

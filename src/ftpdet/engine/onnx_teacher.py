@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from ftpdet.errors import ConfigError
 from ftpdet.files import ensure_writable
 from ftpdet.models.detector import GFLDetector
 
@@ -71,3 +72,14 @@ class OnnxTeacher:
         outputs = self.session.run(None, {self.input_name: images.cpu().contiguous().numpy()})
         tensors = [torch.from_numpy(o) for o in outputs]
         return tree_unflatten([tensors[s] for s in self.slots], self.spec)
+
+
+def teacher_runtime(runtime: str, teacher: GFLDetector, image_size: int, path: str | Path,
+                    device: torch.device) -> OnnxTeacher | None:
+    """What runs the teacher's forward for `distill.teacher_runtime`: None (the teacher itself, in PyTorch) or an
+    OnnxTeacher exported to `path`. The one place the loop and `bench profile` make that choice."""
+    if runtime != "onnxruntime":
+        return None
+    if device.type != "cpu":
+        raise ConfigError(f"distill.teacher_runtime=onnxruntime runs on the CPU, not {device}: use torch")
+    return OnnxTeacher(teacher, image_size, path)

@@ -30,7 +30,7 @@ from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, 
 from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
 from ftpdet.engine.evaluate import evaluate, summarize
-from ftpdet.engine.onnx_teacher import OnnxTeacher
+from ftpdet.engine.onnx_teacher import teacher_runtime
 from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
 from ftpdet.files import ensure_writable
@@ -209,10 +209,8 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
             teacher_model, teacher_cfg = load_teacher(teacher, model, train_ds.categories)
             teacher_model, teacher_precision = teacher_model.to(device), Precision.of(teacher_cfg.train)
             methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
-            if cfg.distill.teacher_runtime == "onnxruntime":
-                if device.type != "cpu":
-                    raise ConfigError(f"distill.teacher_runtime=onnxruntime runs on the CPU, not {device}: use torch")
-                teacher_forward = OnnxTeacher(teacher_model, cfg.data.image_size, Path(tc.out_dir) / f"teacher.rank{rank}.onnx")
+            teacher_forward = teacher_runtime(cfg.distill.teacher_runtime, teacher_model, cfg.data.image_size,
+                                              Path(tc.out_dir) / f"teacher.rank{rank}.onnx", device)
     # Adapters (if any) train with the student; each model runs at its config's precision and memory format.
     trainee = Trainee(model, criterion, teacher_model, methods, Precision.of(tc), teacher_precision, teacher_forward)
     optimizer = build_optimizer(trainee, tc)
