@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
-from ftpdet.bench.tables import answers, choice_table
+from ftpdet.bench.tables import answers, choice_table, every_baseline_helps, regime
 from ftpdet.cli import app
+from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection
 from ftpdet.engine.step import TrainStep
 from ftpdet.engine.train import train
@@ -40,6 +41,22 @@ def test_plan_covers_every_table_and_seed():
     assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
     assert {s.method for s in specs if s.table == "hetero"} == {None, "kd", "ld", "bckd", "ftpd"}
     assert all(s.teacher == "hetero" for s in specs if s.table == "hetero" and s.method)
+
+
+def test_lab_plan_is_the_budgeted_one():
+    """The lab (the default preset): 5 paired seeds for the main comparison and the pair, 3 for the rest, every
+    role starting from a pretrained backbone, numbers from the weight average."""
+    lab = PRESETS["lab"]
+    specs = plan_runs(lab, student_convs=1, teacher_convs=2)
+    assert {s.seed for s in specs if s.table in ("main", "hetero")} == set(range(5))
+    for table in ("ablation", "position", "dlt", "tau"):
+        assert {s.seed for s in specs if s.table == table} == {0, 1, 2}, table
+    assert len([s for s in specs if s.table == "main"]) == 5 * (1 + len(MAIN_METHODS))
+    assert lab.pretrain_epochs > 0 and "train.ema=0.999" in lab.common
+    student = load_config(lab.student, [])
+    teacher = load_config(lab.teacher, [])
+    assert (student.model.backbone, student.model.width_mult) == ("mobilenet_v3_small", 1.0)
+    assert teacher.model.backbone == "mobilenet_v3_large"
 
 
 def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
@@ -122,7 +139,7 @@ def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, 
         assert main.values(main.row("main", row["label"])) == Results(before).values(row), row["label"]
     assert json.loads((fresh / "results.json").read_text())["teachers"]["main"]["AP"] == before["teachers"]["main"]["AP"]
     bad = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(fresh), "--only", "everything"])
-    assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau" in bad.output
+    assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau, plateau" in bad.output
 
 
 def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
@@ -301,7 +318,7 @@ def test_seeds_are_paired_distillation_sees_the_plain_runs_augmentations(tiny_da
 
 def test_bad_preset_and_bad_data_are_one_line(tmp_path):
     res = runner.invoke(app, ["bench", "accuracy", "--preset", "huge", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "--preset must be one of smoke, quick, full" in res.output
+    assert res.exit_code == 2 and "--preset must be one of smoke, quick, lab, full" in res.output
     res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "annotations/instances_train.json: not found; --data expects" in res.output
 
@@ -387,3 +404,30 @@ def test_pretrained_backbones_train_once_per_role_and_start_every_run(tmp_path, 
     started.clear()
     AccuracyBench(preset, tmp_path / "b", progress=False, only=("main",))()
     assert started == []  # everything reused
+
+
+def test_regime_rows_measure_plateau_gap_and_spread_from_the_runs():
+    def rows(table, by_label):
+        recs, out = [], []
+        for label, aps in by_label.items():
+            keys = [f"{table}-{label}-{i}" for i in range(len(aps))]
+            recs += [{"key": k, "seed": i, "AP": ap, "status": "done"} for i, (k, ap) in enumerate(zip(keys, aps))]
+            out.append({"label": label, "method": label, "keys": keys})
+        return recs, out
+
+    main_recs, main_rows = rows("main", {"student": [15.0, 16.0, 15.5], "kd": [15.5, 16.4, 16.1],
+                                         "ld": [16.0, 16.5, 16.5]})
+    plateau_recs, plateau_rows = rows("plateau", {"student, 2x schedule": [15.4, 16.5, 15.8]})
+    data = {"records": main_recs + plateau_recs, "tables": {"main": main_rows, "plateau": plateau_rows},
+            "teachers": {"main": {"AP": 26.0}}}
+    lines = regime(Results(data))
+    # doubling: +0.4, +0.5, +0.3 -> mean 0.4, interval 0.4 +- 4.303 * 0.1 / sqrt(3) = [+0.15, +0.65]: below 1
+    assert lines[2] == ("| the plain student has plateaued | twice its schedule adds < 1 AP | +0.40 [+0.15, +0.65] AP "
+                        "over 3 paired seed(s) | yes |")
+    assert lines[3] == "| the teacher is a few AP above the student | 5-15 AP | 10.50 AP | yes |"
+    # pairs: kd-student (0.5, 0.4, 0.6) std 0.1; ld-student (1, 0.5, 1) std 0.289; ld-kd (0.5, 0.1, 0.4) std 0.208
+    assert "median 0.21, largest 0.29 AP over 3 pairs of rows | yes |" in lines[4]
+    question, measured, answer = every_baseline_helps(Results(data))
+    assert measured == "kd +0.50 [+0.25, +0.75]; ld +0.83 [+0.12, +1.55]" and answer == "yes"
+    data["records"][8]["AP"] = 15.5  # ld's seed 2 falls to the student's level: its interval now holds 0
+    assert every_baseline_helps(Results(data))[2] == "no: ld"

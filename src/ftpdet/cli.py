@@ -252,7 +252,7 @@ def check_preset(preset: str) -> None:
 @bench_app.command("accuracy")
 @friendly
 def bench_accuracy(
-    preset: Annotated[str, typer.Option(help="smoke (pipeline check) | quick (CPU, ~2 h) | full (GPU or a long run).")] = "quick",
+    preset: Annotated[str, typer.Option(help="lab (the default: CPU, 5 paired seeds) | smoke (pipeline check) | quick (the earlier CPU regime) | full (GPU or a long run).")] = "lab",
     seeds: Annotated[Optional[int], typer.Option(min=1, help="Seeds of the main comparison (default: the preset's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/bench/PRESET); rerun to resume.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="A COCO-format dataset laid out as `data synth` writes it.")] = None,
@@ -260,7 +260,7 @@ def bench_accuracy(
     hetero_teacher_config: Annotated[Optional[str], typer.Option(help="Teacher of the heterogeneous pair.")] = None,
     student_config: Annotated[Optional[str], typer.Option(help="Student config (YAML path or builtin name).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md (results JSON and plots beside it).")] = None,
-    only: Annotated[Optional[list[str]], typer.Option(help="Run only these parts: main | hetero | ablation | tau "
+    only: Annotated[Optional[list[str]], typer.Option(help="Run only these parts: main | hetero | ablation | tau | plateau "
                                                       "(repeatable); the other tables of --out are kept.")] = None,
     reuse: Annotated[Optional[list[Path]], typer.Option(help="A results JSON (e.g. a committed docs/benchmarks/"
                                                         "accuracy.json) whose finished runs are reused by key "
@@ -293,7 +293,7 @@ def bench_accuracy(
 def bench_variant(
     method: Annotated[str, typer.Argument(help="The method to vary, e.g. ftpd.")],
     set_: SetOption = None,
-    preset: Annotated[str, typer.Option(help="The benchmark whose teacher, data, schedule and seeds are used.")] = "quick",
+    preset: Annotated[str, typer.Option(help="The benchmark whose teacher, data, schedule and seeds are used.")] = "lab",
     seeds: Annotated[Optional[int], typer.Option(min=1, help="Paired seeds (default: the preset's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="The benchmark's run directory (default runs/bench/PRESET).")] = None,
     on: Annotated[Optional[list[str]], typer.Option("--on", help="An override for both sides, e.g. to compare "
@@ -333,7 +333,7 @@ def bench_variant(
 @bench_app.command("profile")
 @friendly
 def bench_profile(
-    preset: Annotated[str, typer.Option(help="Models and input size come from this preset.")] = "quick",
+    preset: Annotated[str, typer.Option(help="Models and input size come from this preset.")] = "lab",
     method: Annotated[str, typer.Option(help="The distillation step profiled beside the plain student step.")] = "ftpd",
     iters: Annotated[int, typer.Option(min=1, help="Steps per timed round and under the profiler.")] = 10,
     rounds: Annotated[int, typer.Option(min=1, help="Timed rounds without the profiler; the median counts.")] = 3,
@@ -386,7 +386,7 @@ def bench_eval_noise(
 @bench_app.command("speed")
 @friendly
 def bench_speed(
-    preset: Annotated[str, typer.Option(help="Models and input size come from this preset.")] = "quick",
+    preset: Annotated[str, typer.Option(help="Models and input size come from this preset.")] = "lab",
     iters: Annotated[int, typer.Option(min=1, help="Iterations per round and step kind.")] = 10,
     rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds; the median round counts.")] = 5,
     out: Annotated[Path, typer.Option(help="Where speed.json goes.")] = Path("runs/bench/speed"),

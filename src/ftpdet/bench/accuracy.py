@@ -25,7 +25,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ftpdet.bench.presets import ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, PRETRAIN_SEED, Preset
+from ftpdet.bench.presets import (ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, PLATEAU_LABEL,
+                                  PRETRAIN_SEED, Preset)
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
 from ftpdet.engine.evaluate import METRIC_KEYS
@@ -40,7 +41,7 @@ RESULTS_VERSION = 2  # 2: PD positions and DLT modes run on the ablation seeds; 
 class RunSpec:
     """One cell of one table: a student trained with `method` (None: the plain student) at `seed`."""
 
-    table: str  # main | ablation | position | dlt | tau | hetero
+    table: str  # main | ablation | position | dlt | tau | hetero | plateau
     label: str  # the row in that table
     method: str | None
     seed: int
@@ -68,6 +69,9 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tupl
         if seed < preset.hetero_seeds:
             specs.append(RunSpec("hetero", "student", None, seed))
             specs += [RunSpec("hetero", m, m, seed, "hetero") for m in HETERO_METHODS]
+        if seed < preset.seeds:  # the regime's evidence: the plain student at twice its schedule (same seeds)
+            doubled = (f"train.epochs={2 * preset.student_epochs}", f"train.eval_every={2 * preset.eval_every}")
+            specs.append(RunSpec("plateau", PLATEAU_LABEL, None, seed, None, doubled))
     if only:
         tables = {t for part in only for t in PARTS[part]}
         specs = [s for s in specs if s.table in tables]

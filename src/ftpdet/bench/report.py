@@ -16,8 +16,8 @@ from typing import Any
 
 from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau
 from ftpdet.bench.stats import Results
-from ftpdet.bench.tables import (answers, choice_table, comparison_table, part_effects, simple_table, speed_table,
-                                 versus_baselines)
+from ftpdet.bench.tables import (answers, choice_table, comparison_table, part_effects, regime, simple_table,
+                                 speed_table, versus_baselines)
 
 
 def assets_dir(report: Path) -> Path:
@@ -74,6 +74,13 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "Gap closed = (method - student) / (teacher - student), from the means. Step time / student: each run's "
         "seconds per step over the plain student's, from the runs themselves (a noisy, shared-machine measure; the "
         "speed benchmark below is the careful one).",
+        "",
+        "### Can this regime tell methods apart?",
+        "",
+        "The properties the regime was chosen for (docs/sizing.md), measured on these runs; the plateau row pairs each "
+        "plain student with the same seed's run at twice the schedule (`--only plateau`).",
+        "",
+        *regime(res),
         "",
         f"### Main comparison: {data['configs']['main']} teacher -> {data['configs']['student']} student",
         "",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 import numpy as np
 
-from ftpdet.bench.presets import BASELINES
+from ftpdet.bench.presets import BASELINES, PLATEAU_LABEL
 from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved
 from ftpdet.engine.evaluate import METRIC_KEYS
 
@@ -129,6 +130,48 @@ def choice_table(res: Results, table: str, label_col: str) -> list[str]:
     return lines
 
 
+def regime(res: Results) -> list[str]:
+    """The regime's own properties (docs/sizing.md), measured on this benchmark's runs: has the plain student
+    plateaued (its run at twice the schedule, paired per seed), is the teacher 5-15 AP above it, and how widely do the
+    per-seed differences between two methods of the main comparison spread (their std, over every pair of rows)."""
+    lines = ["| property | wanted | measured | met? |", "|---|---|---|---|"]
+    base = res.values(res.row("main", "student"))
+    d = paired(res.values(res.row("plateau", PLATEAU_LABEL)), base)
+    if d:
+        m, low, high = ci95(d)
+        met = ("yes" if high < 1 else "no" if low >= 1 else "mean only, interval reaches 1") if len(d) > 1 else \
+            ("yes (one seed)" if m < 1 else "no (one seed)")
+        lines.append(f"| the plain student has plateaued | twice its schedule adds < 1 AP | {interval(d)} AP over "
+                     f"{len(d)} paired seed(s) | {met} |")
+    teacher = res.teacher_ap("main")
+    if teacher is not None and base:
+        gap = teacher - mean_std(list(base.values()))[0]
+        lines.append(f"| the teacher is a few AP above the student | 5-15 AP | {gap:.2f} AP | "
+                     f"{'yes' if 5 <= gap <= 15 else 'no'} |")
+    rows = [r for r in res.rows("main") if len(res.values(r)) > 1]
+    spreads = [mean_std(dd)[1] for a, b in combinations(rows, 2)
+               if len(dd := paired(res.values(a), res.values(b))) > 1]
+    if spreads:
+        lines.append(f"| paired differences between two methods are steady over seeds | std <= 0.4 AP | median "
+                     f"{np.median(spreads):.2f}, largest {max(spreads):.2f} AP over {len(spreads)} pairs of rows | "
+                     f"{'yes' if max(spreads) <= 0.4 else 'median only' if np.median(spreads) <= 0.4 else 'no'} |")
+    return lines
+
+
+def every_baseline_helps(res: Results) -> tuple[str, str, str]:
+    """The lab's validity check: does every published baseline beat the plain student (interval above 0)?"""
+    base = res.values(res.row("main", "student"))
+    gains = {name: paired(res.values(res.row("main", name)), base) for name in BASELINES}
+    gains = {k: v for k, v in gains.items() if v}
+    if not gains:
+        return "n/a", "n/a", "n/a"
+    verdicts = {name: beats(d) for name, d in gains.items()}
+    measured = "; ".join(f"{name} {interval(d)}" for name, d in gains.items())
+    answer = "yes" if all(v == "yes" for v in verdicts.values()) else \
+        "no: " + ", ".join(n for n, v in verdicts.items() if v != "yes")
+    return "Does every published baseline beat the plain student (a valid lab)?", measured, answer
+
+
 def beats(d: list[float]) -> str:
     """The answer to "does A beat B?" from the paired differences A - B: yes when their 95% interval lies above 0,
     no when it lies below 0, not resolved when it holds 0 (or with a single seed, which has no interval)."""
@@ -185,6 +228,7 @@ def answers(res: Results, speed: dict | None) -> list[str]:
         add(question, measured, answer)
     else:
         add(question, "n/a", "n/a")
+    add(*every_baseline_helps(res))
     ratio = (speed or {}).get("ratios", {}).get("ftpd")
     add("What does an FTPD training step cost, against a student step plus a teacher forward?",
         "n/a" if ratio is None else "speed benchmark below", "n/a" if ratio is None else f"{ratio:.2f} x")
