@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
-from ftpdet.bench.tables import answers, choice_table, every_baseline_helps, regime
+from ftpdet.bench.tables import answers, choice_table, every_baseline_helps, regime, time_table
 from ftpdet.cli import app
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection
@@ -431,3 +431,22 @@ def test_regime_rows_measure_plateau_gap_and_spread_from_the_runs():
     assert measured == "kd +0.50 [+0.25, +0.75]; ld +0.83 [+0.12, +1.55]" and answer == "yes"
     data["records"][8]["AP"] = 15.5  # ld's seed 2 falls to the student's level: its interval now holds 0
     assert every_baseline_helps(Results(data))[2] == "no: ld"
+
+
+def test_time_table_counts_each_run_once_and_sums_the_parts():
+    recs = [{"key": k, "seed": 0, "AP": 1.0, "status": "done", "wall_seconds": w}
+            for k, w in (("s", 360.0), ("kd", 720.0), ("x2", 1800.0))]
+    data = {"records": recs, "teachers": {"main": {"status": "done", "wall_seconds": 3600.0}},
+            "pretrain": {"student": {"status": "done", "wall_seconds": 1800.0}},
+            "tables": {"main": [{"label": "student", "method": "student", "keys": ["s"]},
+                                {"label": "kd", "method": "kd", "keys": ["kd"]}],
+                       "hetero": [{"label": "student", "method": "student", "keys": ["s"]}],  # shared: counted once
+                       "plateau": [{"label": "student, 2x schedule", "method": "student", "keys": ["x2"]}]}}
+    assert time_table(Results(data)) == [
+        "| part | runs | hours |", "|---|---|---|",
+        "| pretraining (one run per model, reused) | 1 | 0.50 |",
+        "| teachers | 1 | 1.00 |",
+        "| main (student runs) | 2 | 0.30 |",
+        "| plateau (student runs not in a table above) | 1 | 0.50 |",
+        "| total | | 2.30 |",
+    ]

@@ -17,7 +17,7 @@ from typing import Any
 from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau
 from ftpdet.bench.stats import Results
 from ftpdet.bench.tables import (answers, choice_table, comparison_table, part_effects, regime, simple_table,
-                                 speed_table, versus_baselines)
+                                 speed_table, time_table, versus_baselines)
 
 
 def assets_dir(report: Path) -> Path:
@@ -119,6 +119,12 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"### Heterogeneous pair: {data['configs']['hetero']} teacher -> {data['configs']['student']} student",
         "",
         *comparison_table(res, "hetero", "hetero"),
+        "",
+        "### What the benchmark took",
+        "",
+        "Wall-clock training time (evaluations included) on the machine above, one run after another:",
+        "",
+        *time_table(res),
     ]
     plot_bars(res, assets / "bars.png")
     plot_curves(res, assets / "curves.png")

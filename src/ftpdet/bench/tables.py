@@ -172,6 +172,35 @@ def every_baseline_helps(res: Results) -> tuple[str, str, str]:
     return "Does every published baseline beat the plain student (a valid lab)?", measured, answer
 
 
+TABLE_ORDER = ("main", "hetero", "plateau", "ablation", "position", "dlt", "tau")
+
+
+def time_table(res: Results) -> list[str]:
+    """Where the benchmark's time went: wall-clock training time per part, each run counted once (in the first
+    table that holds it), from the records; a reused run keeps the time it took when it trained."""
+    lines = ["| part | runs | hours |", "|---|---|---|"]
+    total = 0.0
+
+    def add(name: str, records: list[dict]) -> None:
+        nonlocal total
+        seconds = sum(r.get("wall_seconds", 0.0) for r in records)
+        total += seconds
+        lines.append(f"| {name} | {len(records)} | {seconds / 3600:.2f} |")
+
+    for group in ("pretrain", "teachers"):
+        done = [r for r in res.data.get(group, {}).values() if r.get("status") == "done"]
+        if done:
+            add({"pretrain": "pretraining (one run per model, reused)", "teachers": "teachers"}[group], done)
+    seen: set[str] = set()
+    for table in (*TABLE_ORDER, *(t for t in res.data["tables"] if t not in TABLE_ORDER)):
+        records = [r for row in res.rows(table) for r in res.records(row) if r["key"] not in seen]
+        seen |= {r["key"] for r in records}
+        if records:
+            add(f"{table} (student runs not in a table above)" if table != "main" else "main (student runs)", records)
+    lines.append(f"| total | | {total / 3600:.2f} |")
+    return lines
+
+
 def beats(d: list[float]) -> str:
     """The answer to "does A beat B?" from the paired differences A - B: yes when their 95% interval lies above 0,
     no when it lies below 0, not resolved when it holds 0 (or with a single seed, which has no interval)."""
