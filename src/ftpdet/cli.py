@@ -120,6 +120,26 @@ def data_stats(
         typer.echo(f"saved {plot_stats(stats, out / 'stats.png')}")
 
 
+@data_app.command("convert")
+@friendly
+def data_convert(
+    src: Annotated[Path, typer.Argument(help="YOLO: data.yaml or its folder; VOC: the root with Annotations/, "
+                                             "JPEGImages/ and ImageSets/Main/.")],
+    from_: Annotated[str, typer.Option("--from", help="The source format: yolo | voc.")],
+    out: Annotated[Path, typer.Option(help="Output directory (train/, val/, annotations/), the layout every "
+                                           "command takes.")],
+) -> None:
+    """Convert a YOLO or Pascal VOC dataset to the COCO layout (DIR/{train,val}/, DIR/annotations/)."""
+    from ftpdet.data.convert import convert
+
+    ensure_writable(out)
+    counts = convert(from_, src, out)
+    for split, c in counts.items():
+        crowd = f" ({c['crowd']} marked iscrowd: VOC's difficult)" if c["crowd"] else ""
+        typer.echo(f"{split}: {c['images']} images, {c['boxes']} boxes{crowd} -> {out / split}")
+    typer.echo(f"annotations in {out / 'annotations'}; train with --set data.root={out}")
+
+
 SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable).")
 ]
