@@ -168,7 +168,7 @@ def every_baseline_helps(res: Results) -> tuple[str, str, str]:
     verdicts = {name: beats(d) for name, d in gains.items()}
     measured = "; ".join(f"{name} {interval(d)}" for name, d in gains.items())
     answer = "yes" if all(v == "yes" for v in verdicts.values()) else \
-        "no: " + ", ".join(n for n, v in verdicts.items() if v != "yes")
+        "no: " + ", ".join(f"{n} ({v})" for n, v in verdicts.items() if v != "yes")
     return "Does every published baseline beat the plain student (a valid lab)?", measured, answer
 
 
