@@ -114,10 +114,14 @@ class CrossHead(nn.Module):
 
     @staticmethod
     def _tap(convs: nn.ModuleList, tower: list[torch.Tensor], layer: int, pre_activation: bool) -> torch.Tensor:
-        """Features after layer k (in the towers' dtype: bf16 under autocast)."""
+        """Features after layer k (in the towers' dtype: bf16 under autocast). Before the ReLU, layer k's conv + GN
+        runs again on the tower's input, cast to that conv's weight dtype: a teacher's tower comes from its own
+        precision (bf16) and meets float32 weights when the student's step runs in float32 (an exact round trip
+        when the step's autocast casts it back to bf16)."""
         if not pre_activation:
             return tower[layer]
-        return convs[layer - 1][:2](tower[layer - 1])  # conv + GN of layer k, before its ReLU
+        block = convs[layer - 1]
+        return block[:2](tower[layer - 1].to(block[0].weight.dtype))  # conv + GN of layer k, before its ReLU
 
     @staticmethod
     def _match_stats(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
