@@ -142,6 +142,31 @@ def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, 
     assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau, plateau" in bad.output
 
 
+def test_a_sitting_cut_off_leaves_its_finished_records_in_the_mirror(smoke, tmp_path):
+    """--report's JSON is rewritten after every run: a sitting that dies after two runs has committed-to-be both."""
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "results.json").unlink()  # this sitting starts without the earlier results
+    mirror = tmp_path / "docs" / "bench" / "accuracy.json"
+    bench = AccuracyBench(PRESETS["smoke"], copy, progress=False, only=("tau",), mirror=mirror,
+                          reuse=(out / "results.json",))
+    original, calls = bench.run, []
+
+    def run_then_die(spec):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(spec)
+        return original(spec)
+
+    bench.run = run_then_die
+    with pytest.raises(KeyboardInterrupt):
+        bench()
+    saved = json.loads(mirror.read_text())
+    assert saved == json.loads((copy / "results.json").read_text())
+    assert [row["label"] for row in saved["tables"]["tau"]] == [calls[0].label, calls[1].label]
+
+
 def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     out, _ = smoke
     copy = tmp_path / "copy"

@@ -279,7 +279,7 @@ def bench_accuracy(
     teacher_config: Annotated[Optional[str], typer.Option(help="Main teacher config (YAML path or builtin name).")] = None,
     hetero_teacher_config: Annotated[Optional[str], typer.Option(help="Teacher of the heterogeneous pair.")] = None,
     student_config: Annotated[Optional[str], typer.Option(help="Student config (YAML path or builtin name).")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md (results JSON and plots beside it).")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md (results JSON and plots beside it; the JSON is updated after every run).")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Run only these parts: main | hetero | ablation | tau | plateau "
                                                       "(repeatable); the other tables of --out are kept.")] = None,
     reuse: Annotated[Optional[list[Path]], typer.Option(help="A results JSON (e.g. a committed docs/benchmarks/"
@@ -300,7 +300,8 @@ def bench_accuracy(
     reused = [*(reuse or []), *([assets_dir(report) / "accuracy.json"] if report is not None else [])]
     bench = AccuracyBench(PRESETS[preset].with_seeds(seeds), out, data=data, teacher_config=teacher_config,
                           hetero_teacher_config=hetero_teacher_config, student_config=student_config,
-                          command="ftpdet " + " ".join(sys.argv[1:]), only=tuple(only or ()), reuse=tuple(reused))
+                          command="ftpdet " + " ".join(sys.argv[1:]), only=tuple(only or ()), reuse=tuple(reused),
+                          mirror=assets_dir(report) / "accuracy.json" if report is not None else None)
     bench()
     own = publish(out / "results.json", out / "benchmarks.md", "accuracy.json")
     typer.echo(f"results: {out / 'results.json'}; report: {own}")

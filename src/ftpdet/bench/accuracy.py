@@ -181,11 +181,15 @@ class AccuracyBench:
         command: str | None = None,
         only: tuple[str, ...] = (),
         reuse: tuple[str | Path, ...] = (),
+        mirror: str | Path | None = None,
     ) -> None:
         """`only`: the parts (presets.PARTS) to run; the other tables of an earlier sitting's results.json in `out`
         are kept. `reuse`: results JSON files (e.g. a committed docs/benchmarks/accuracy.json) whose finished
-        records are taken instead of training a run of the same key (a run is a function of its key)."""
+        records are taken instead of training a run of the same key (a run is a function of its key). `mirror`: a
+        second path the results JSON is written to after every run (the report's committed copy), so a sitting cut
+        off on one machine leaves every finished record where a commit takes it."""
         self.preset, self.out, self.progress = preset, Path(out), progress
+        self.mirror = Path(mirror) if mirror is not None else None
         self.only = tuple(only)
         unknown = [p for p in self.only if p not in PARTS]
         if unknown:
@@ -467,9 +471,11 @@ class AccuracyBench:
     def save(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
         results = self.results(tables)
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / "results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(self.out / "results.json")
+        for path in (self.out / "results.json", *([self.mirror] if self.mirror is not None else [])):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(results, indent=1))
+            tmp.replace(path)
         return results
 
 
