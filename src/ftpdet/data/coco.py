@@ -9,6 +9,7 @@ annotations are kept as negatives (they teach the detector what background looks
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,9 @@ def read_coco_json(ann_file: str | Path) -> dict[str, Any]:
         if not isinstance(data[key], list):
             raise DatasetError(f"{ann_file}: '{key}' must be a list, got {type(data[key]).__name__}")
     _require(ann_file, data["images"], "images", ("id", "file_name"))
-    _require(ann_file, data["annotations"], "annotations", ("image_id", "category_id", "bbox"))
+    _require(ann_file, data["annotations"], "annotations", ("id", "image_id", "category_id", "bbox"))
     _require(ann_file, data["categories"], "categories", ("id", "name"))
+    _check_references(ann_file, data)
     return data
 
 
@@ -83,6 +85,46 @@ def _require(ann_file: Path, items: list, section: str, keys: tuple[str, ...]) -
         for key in keys:
             if key not in item:
                 raise DatasetError(f"{ann_file}: {section}[{i}] lacks '{key}'")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _unique_ids(ann_file: Path, items: list, section: str) -> set[int]:
+    """The section's ids, each an integer seen once. COCOeval indexes images, annotations and categories by id: a
+    repeated id silently merges two entries there (one annotation evaluated twice, another never)."""
+    first: dict[int, int] = {}
+    for i, item in enumerate(items):
+        if not _is_int(item["id"]):
+            raise DatasetError(f"{ann_file}: {section}[{i}] id must be an integer, got {item['id']!r}")
+        if item["id"] in first:
+            raise DatasetError(f"{ann_file}: {section}[{i}] repeats id {item['id']} of {section}[{first[item['id']]}]")
+        first[item["id"]] = i
+    return set(first)
+
+
+def _check_references(ann_file: Path, data: dict[str, Any]) -> None:
+    """Every id unique, every annotation pointing at a listed image and category, every bbox 4 finite numbers:
+    a file that breaks one of these loads in pycocotools without a word and then trains or scores something else
+    than it says."""
+    image_ids = _unique_ids(ann_file, data["images"], "images")
+    category_ids = _unique_ids(ann_file, data["categories"], "categories")
+    _unique_ids(ann_file, data["annotations"], "annotations")
+    for i, ann in enumerate(data["annotations"]):
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                  for v in bbox)):
+            raise DatasetError(f"{ann_file}: annotations[{i}] bbox must be [x, y, width, height], got {bbox!r}")
+        if not all(math.isfinite(v) for v in bbox):
+            raise DatasetError(f"{ann_file}: annotations[{i}] bbox has a non-finite value: {bbox!r}")
+        area = ann.get("area", 0.0)  # COCOeval's small/medium/large split reads it
+        if not (isinstance(area, (int, float)) and not isinstance(area, bool) and math.isfinite(area) and area >= 0):
+            raise DatasetError(f"{ann_file}: annotations[{i}] area must be a finite number >= 0, got {area!r}")
+        if ann["image_id"] not in image_ids:
+            raise DatasetError(f"{ann_file}: annotations[{i}] refers to image_id {ann['image_id']!r}, not in images")
+        if ann["category_id"] not in category_ids:
+            raise DatasetError(f"{ann_file}: annotations[{i}] has category_id {ann['category_id']!r}, not in categories")
 
 
 def categories_of(data: dict[str, Any]) -> Categories:
@@ -138,15 +180,10 @@ def load_records(
     dropped = clipped = crowd = 0
     for i, ann in enumerate(data["annotations"]):
         cid = int(ann["category_id"])
-        if cid not in id_to_label:
-            known = "the training categories" if categories is not None else "categories"
-            raise DatasetError(f"{ann_file}: annotations[{i}] has category_id {cid}, not in {known}")
+        if cid not in id_to_label:  # the file's own categories are checked on reading; these are the training ones
+            raise DatasetError(f"{ann_file}: annotations[{i}] has category_id {cid}, not in the training categories")
         iid = int(ann["image_id"])
-        if iid not in records:
-            raise DatasetError(f"{ann_file}: annotations[{i}] refers to image_id {iid}, not in images")
         bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise DatasetError(f"{ann_file}: annotations[{i}] bbox must be [x, y, width, height], got {bbox!r}")
         if ann.get("iscrowd", 0):
             crowd += 1  # COCOeval ignores crowd regions; training does not try to detect them
             continue
