@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ftpdet.errors import ConfigError
+
+
+TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small")
 
 
 class Section(BaseModel):
@@ -25,12 +28,13 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """Backbone -> FPN -> GFL head. Defaults are the CPU-sized teacher of DESIGN.md section 7."""
 
-    backbone: Literal["resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small"] = (
-        "resnet18"
-    )
+    # torchvision: resnet18, resnet34, resnet50, mobilenet_v3_large, mobilenet_v3_small; or any timm model with
+    # features at strides 8, 16 and 32 as timm:<name> (e.g. timm:resnet18, timm:efficientnet_b0).
+    backbone: str = "resnet18"
     width_mult: float = Field(1.0, gt=0, description="MobileNetV3 channel multiplier (ignored for ResNets)")
-    # None = random init (nothing downloads); a path to a torchvision state_dict; or
-    # "torchvision:<WEIGHTS>" (e.g. torchvision:IMAGENET1K_V1), which downloads where there is internet.
+    # None = random init (nothing downloads); a path to a torchvision or timm state_dict (.pth or .safetensors) or
+    # to an ftpdet checkpoint (its backbone is taken); "torchvision:<WEIGHTS>" (e.g. torchvision:IMAGENET1K_V1), or
+    # "timm" for a timm model's pretrained weights: these two download where there is internet.
     backbone_weights: str | None = None
     fpn_channels: int = Field(96, ge=8)  # 96, not 256: the standard head spends most of a CPU step
     strides: list[int] = [8, 16, 32]  # P3-P5 for ~128 px images; add 64, 128 (P6, P7) for COCO sizes
@@ -42,6 +46,18 @@ class ModelConfig(Section):
     anchor_scale: float = Field(4.0, gt=0)
     atss_topk: int = Field(9, ge=1)
     atss_fallback: bool = True  # a box ATSS leaves without positives takes its nearest free location
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        if name.startswith("timm:"):
+            import timm  # only when asked for: importing it costs ~1 s
+
+            if not timm.is_model(name.removeprefix("timm:")):
+                raise ValueError(f"timm has no model {name.removeprefix('timm:')!r} (see timm.list_models())")
+        elif name not in TORCHVISION_BACKBONES:
+            raise ValueError(f"unknown backbone {name!r}: one of {', '.join(TORCHVISION_BACKBONES)}, or timm:<name>")
+        return name
 
     @model_validator(mode="after")
     def _check_strides(self) -> ModelConfig:
@@ -108,10 +124,20 @@ class TrainConfig(Section):
     channels_last: bool = False
     eval_every: int = Field(1, ge=1)  # epochs between evaluations (the last epoch is always evaluated)
     log_every: int = Field(10, ge=1)  # steps between metrics.jsonl lines
+    # Where the numbers go: metrics.jsonl is the run's record (curves.png, resume and the benchmark read it), so it
+    # is always on; add tensorboard for event files under OUT/tensorboard (losses, lr, AP, drawn predictions).
+    loggers: list[Literal["jsonl", "tensorboard"]] = ["jsonl"]
     # Exponential moving average of the weights (as modern detectors ship them): the decay, e.g. 0.999 for a run of
     # a few thousand steps; it ramps up as decay * (1 - exp(-updates / warmup_steps)). When set, evaluation,
     # best.pt and every loaded checkpoint use the averaged weights; None: off (no measurement has chosen it yet).
     ema: float | None = Field(None, gt=0, lt=1)
+
+    @field_validator("loggers")
+    @classmethod
+    def _jsonl_always(cls, loggers: list[str]) -> list[str]:
+        if "jsonl" not in loggers:
+            raise ValueError("jsonl is the run's record (curves, resume, benchmarks): write [jsonl, tensorboard]")
+        return list(dict.fromkeys(loggers))
 
 
 class LossConfig(Section):

@@ -4,7 +4,8 @@ engine/step.py, shared with `ftpdet bench speed`.
 
 With train.ema, the weight average is what is evaluated and what checkpoints give for inference.
 Run directory: config.yaml (resolved), metrics.jsonl (one JSON object per log step / eval; every loss term
-weighted under its name and raw as `<name>_raw`), last.pt and best.pt (atomic), curves.png, eval.json.
+weighted under its name and raw as `<name>_raw`), tensorboard/ when train.loggers lists it (engine/loggers.py),
+last.pt and best.pt (atomic), curves.png, eval.json.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
-from tqdm import tqdm
 
 import ftpdet.distributed as dist
 from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, save_checkpoint
 from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
 from ftpdet.engine.evaluate import evaluate, summarize
+from ftpdet.engine.loggers import RunLog
 from ftpdet.engine.onnx_teacher import teacher_runtime
 from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
@@ -38,6 +39,7 @@ from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, build_detector
 from ftpdet.models.precision import Precision
+from ftpdet.progress import progress_bar, progress_write
 from ftpdet.sections import TrainConfig
 
 
@@ -99,24 +101,6 @@ class EpochSampler(Sampler):
 
 def signal_name(signum: int | None) -> str:
     return signal.Signals(signum).name if signum else "a signal to another process"
-
-
-class MetricsLog:
-    """metrics.jsonl: append-only, one JSON object per line, flushed at once so a crash loses nothing."""
-
-    def __init__(self, path: Path, keep_from_step: int | None = None) -> None:
-        self.path = path
-        if keep_from_step is not None and path.exists():
-            # On resume, drop lines written after the checkpoint we resume from: they will be redone.
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= keep_from_step]
-            path.write_text("".join(ln + "\n" for ln in kept))
-        elif path.exists():
-            path.unlink()
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 @dataclass
@@ -290,7 +274,7 @@ def save_last(run: Run, epoch: int, improved: bool) -> None:
         save_checkpoint({k: v for k, v in state.items() if k not in drop}, run.best_path)
 
 
-def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopRequest, progress: bool) -> bool:
+def train_epoch(run: Run, epoch: int, log: RunLog | None, stop: dist.StopRequest, progress: bool) -> bool:
     """One epoch of steps (from where a mid-epoch stop left it); logs every `log_every` steps. Returns False when
     a stop was requested (the epoch is then incomplete)."""
     tc = run.cfg.train
@@ -299,8 +283,8 @@ def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopReq
     running: dict[str, float] = {}
     count = 0
     t_epoch = time.perf_counter()
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", leave=False, disable=not progress,
-               initial=skip, total=run.steps_per_epoch)
+    bar = progress_bar(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", enabled=progress, initial=skip,
+                       total=run.steps_per_epoch)
     completed = True
     for images, targets in bar:
         try:
@@ -320,7 +304,7 @@ def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopReq
             record = dist.mean_over_ranks({k: v / count for k, v in running.items()})
             if log is not None:
                 bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in record.items() if not k.endswith("_raw")})
-                log.write({"step": run.global_step, "epoch": epoch + 1, "lr": run.step.scheduler.get_last_lr()[0],
+                log.train({"step": run.global_step, "epoch": epoch + 1, "lr": run.step.scheduler.get_last_lr()[0],
                            **record})
             running, count = {}, 0
         if dist.any_rank(stop.requested):
@@ -331,17 +315,17 @@ def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopReq
     return completed
 
 
-def evaluate_epoch(run: Run, epoch: int, log: MetricsLog | None, progress: bool) -> bool:
+def evaluate_epoch(run: Run, epoch: int, log: RunLog | None, progress: bool) -> bool:
     """COCO AP of the student on the validation set (rank 0; every rank gets the numbers). Returns whether it
     improved on the best AP so far."""
-    metrics = evaluate(run.inference_model, run.val_ds, run.cfg.eval, progress=progress)[0] if run.main else None
+    metrics, detections = evaluate(run.inference_model, run.val_ds, run.cfg.eval, progress=progress) if run.main else (None, [])
     metrics = dist.broadcast(metrics)
     run.history.append({"epoch": epoch + 1, "step": run.global_step, "metrics": metrics})
     improved = metrics["AP"] > run.best_ap
     run.best_ap = max(run.best_ap, metrics["AP"])
     if log is not None:
-        log.write({"step": run.global_step, "epoch": epoch + 1, "eval": metrics, "train_seconds": run.train_seconds})
-        tqdm.write(f"epoch {epoch + 1}/{run.cfg.train.epochs}  {summarize(metrics)}  ({run.train_seconds:.0f} s training)")
+        log.eval(run.global_step, epoch + 1, metrics, run.train_seconds, detections)
+        progress_write(f"epoch {epoch + 1}/{run.cfg.train.epochs}  {summarize(metrics)}  ({run.train_seconds:.0f} s training)")
     return improved
 
 
@@ -368,7 +352,7 @@ def train(
     log = None
     if run.main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        log = MetricsLog(out / "metrics.jsonl", keep_from_step=run.global_step if ckpt else None)
+        log = RunLog(out, tc.loggers, keep_from_step=run.global_step if ckpt else None, val_ds=run.val_ds)
         what = f"distill ({run.method}) from {teacher}" if run.method else "train"
         procs = f" x {run.world} processes" if run.world > 1 else ""
         print(f"ftpdet {what}: {len(run.train_ds)} train / {len(run.val_ds)} val images, {run.train_ds.num_classes} "
@@ -380,6 +364,8 @@ def train(
         for epoch in range(run.epoch, end_epoch):
             if not train_epoch(run, epoch, log, stop, progress):
                 save_last(run, epoch, improved=False)  # mid-epoch: `epoch` epochs done, the step says how far in
+                if log is not None:
+                    log.close()
                 if run.main:
                     print(f"\nstopped by {signal_name(stop.signum)} at step {run.global_step} (epoch {epoch + 1}); "
                           f"{run.last_path} holds this step: continue with --resume")
@@ -395,6 +381,8 @@ def train(
     history = run.history
     last_metrics: dict[str, float] = history[-1]["metrics"] if history else {}
     best = max((h["metrics"] for h in history), key=lambda m: m["AP"], default={})
+    if log is not None:
+        log.close()
     if run.main:
         from ftpdet.plots import plot_curves  # matplotlib import costs ~1 s: only when a run finishes
 
