@@ -150,3 +150,37 @@ def test_voc_missing_parts(tmp_path):
     assert res.exit_code == 2 and "Annotations: not found; --from voc takes a VOC root" in res.output
     res = convert("coco", src, tmp_path / "coco")
     assert res.exit_code == 2 and "--from coco: choose yolo or voc" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc"])
+def test_data_format_reads_in_place_what_convert_writes(tmp_path, fmt):
+    """data.format: yolo | voc gives the datasets that training on the converted copy gives: same images, boxes and
+    labels, and the same ground truth for COCOeval (file names aside)."""
+    from ftpdet.config import load_config
+    from ftpdet.engine.train import build_datasets
+
+    src = make_yolo(tmp_path / "src") if fmt == "yolo" else make_voc(tmp_path / "src")
+    assert convert(fmt, src, tmp_path / "coco").exit_code == 0
+    converted = build_datasets(load_config(None, [f"data.root={tmp_path / 'coco'}", "data.image_size=64"]))
+    direct = build_datasets(load_config(None, [f"data.format={fmt}", f"data.root={src}", "data.image_size=64"]))
+    for a, b in zip(converted, direct):
+        assert len(a) == len(b) > 0 and a.categories == b.categories
+        for i in range(len(a)):
+            assert a.records[i].path.read_bytes() == b.records[i].path.read_bytes()
+            assert (a.records[i].boxes == b.records[i].boxes).all() and (a.records[i].labels == b.records[i].labels).all()
+        assert a.coco_json["annotations"] == b.coco_json["annotations"]
+        assert [i["file_name"] for i in b.coco_json["images"]] == [str(r.path.resolve()) for r in b.records]
+
+
+def test_data_format_errors_name_the_file(tmp_path):
+    from ftpdet.config import load_config
+    from ftpdet.engine.train import build_datasets
+    from ftpdet.errors import ConfigError, DatasetError
+
+    src = make_yolo(tmp_path / "src", labels={"labels/train/a.txt": "0 0.5 0.5 0.5\n", "labels/val/c.txt": ""})
+    with pytest.raises(DatasetError, match=r"a.txt:1: expected 5 numbers"):
+        build_datasets(load_config(None, ["data.format=yolo", f"data.root={src / 'data.yaml'}"]))
+    with pytest.raises(ConfigError, match="data.train_ann is for COCO files; with format voc"):
+        load_config(None, ["data.format=voc", f"data.root={src}", "data.train_ann=x.json"])
+    with pytest.raises(ConfigError, match="set data.root to the VOC dataset"):
+        build_datasets(load_config(None, ["data.format=voc"]))

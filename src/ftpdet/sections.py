@@ -68,10 +68,13 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    """Where the COCO-format data lives and how it is augmented."""
+    """Where the data lives (COCO, or YOLO / Pascal VOC read directly) and how it is augmented."""
 
-    # A dataset laid out as `ftpdet data synth` writes it: root/{train,val}/, root/annotations/.
-    # Any of the four explicit paths below overrides the corresponding root-derived one.
+    # coco: a dataset laid out as `ftpdet data synth` or `ftpdet data convert` writes it: root/{train,val}/,
+    # root/annotations/; any of the four explicit paths below overrides the corresponding root-derived one.
+    # yolo: root is a data.yaml or the folder holding it; voc: root is a VOC folder (Annotations/, JPEGImages/,
+    # ImageSets/Main/{train,val}.txt). Both are read as `ftpdet data convert` reads them, without writing a copy.
+    format: Literal["coco", "yolo", "voc"] = "coco"
     root: str | None = None
     train_ann: str | None = None
     train_images: str | None = None
@@ -85,6 +88,12 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _fill_from_root(self) -> DataConfig:
+        if self.format != "coco":
+            explicit = [k for k in ("train_ann", "train_images", "val_ann", "val_images") if getattr(self, k)]
+            if explicit:
+                raise ValueError(f"data.{explicit[0]} is for COCO files; with format {self.format}, data.root "
+                                 "names the dataset")
+            return self
         if self.root is not None:
             root = Path(self.root)
             defaults = {
@@ -99,6 +108,10 @@ class DataConfig(Section):
         return self
 
     def require_paths(self) -> None:
+        if self.format != "coco":
+            if self.root is None:
+                raise ConfigError(f"data: set data.root to the {self.format.upper()} dataset")
+            return
         missing = [k for k in ("train_ann", "train_images", "val_ann", "val_images") if getattr(self, k) is None]
         if missing:
             raise ConfigError(f"data: set data.root or {', '.join('data.' + m for m in missing)}")

@@ -64,6 +64,11 @@ def read_coco_json(ann_file: str | Path) -> dict[str, Any]:
         raise DatasetError(f"{ann_file}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{ann_file}: cannot read ({e})") from None
+    return check_coco(ann_file, data)
+
+
+def check_coco(ann_file: Path | str, data: Any) -> dict[str, Any]:
+    """Shape-check an instances dict; `ann_file` names where it came from in every error."""
     if not isinstance(data, dict):
         raise DatasetError(f"{ann_file}: expected a JSON object with images/annotations/categories, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -78,7 +83,7 @@ def read_coco_json(ann_file: str | Path) -> dict[str, Any]:
     return data
 
 
-def _require(ann_file: Path, items: list, section: str, keys: tuple[str, ...]) -> None:
+def _require(ann_file: Path | str, items: list, section: str, keys: tuple[str, ...]) -> None:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise DatasetError(f"{ann_file}: {section}[{i}] must be an object, got {type(item).__name__}")
@@ -91,7 +96,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _unique_ids(ann_file: Path, items: list, section: str) -> set[int]:
+def _unique_ids(ann_file: Path | str, items: list, section: str) -> set[int]:
     """The section's ids, each an integer seen once. COCOeval indexes images, annotations and categories by id: a
     repeated id silently merges two entries there (one annotation evaluated twice, another never)."""
     first: dict[int, int] = {}
@@ -104,7 +109,7 @@ def _unique_ids(ann_file: Path, items: list, section: str) -> set[int]:
     return set(first)
 
 
-def _check_references(ann_file: Path, data: dict[str, Any]) -> None:
+def _check_references(ann_file: Path | str, data: dict[str, Any]) -> None:
     """Every id unique, every annotation pointing at a listed image and category, every bbox 4 finite numbers:
     a file that breaks one of these loads in pycocotools without a word and then trains or scores something else
     than it says."""
@@ -155,11 +160,12 @@ def decode_image(path: Path) -> torch.Tensor:
 
 
 def load_records(
-    ann_file: str | Path, image_dir: str | Path, categories: Categories | None = None
+    ann_file: str | Path, image_dir: str | Path, categories: Categories | None = None, coco: dict | None = None
 ) -> tuple[dict[str, Any], Categories, list[ImageRecord]]:
-    """Parse + validate. `categories` fixes the label mapping (validation sets use the training one)."""
+    """Parse + validate. `categories` fixes the label mapping (validation sets use the training one). `coco`: an
+    instances dict already in memory (a YOLO or VOC dataset read in place), `ann_file` then names its source."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
-    data = read_coco_json(ann_file)
+    data = read_coco_json(ann_file) if coco is None else check_coco(ann_file, coco)
     if not image_dir.is_dir():
         raise DatasetError(f"{image_dir}: image directory not found")
     if not data["images"]:
@@ -228,9 +234,10 @@ class CocoDetection(Dataset):
         cache_images: bool = False,
         hflip: float = 0.5,
         photometric: bool = True,
+        coco: dict | None = None,
     ) -> None:
         self.ann_file = Path(ann_file)
-        self.coco_json, self.categories, self.records = load_records(ann_file, image_dir, categories)
+        self.coco_json, self.categories, self.records = load_records(ann_file, image_dir, categories, coco)
         self.image_size = image_size
         self.letterbox = letterbox_transform(image_size)
         self.augment = augmentation(hflip, photometric) if train else None

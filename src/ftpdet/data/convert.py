@@ -45,16 +45,40 @@ class Sample:
     objects: list[tuple[int, float, float, float, float, int]] = field(default_factory=list)
 
 
+def read_dataset(fmt: str, src: str | Path) -> tuple[list[str], dict[str, list[Sample]]]:
+    """Class names and the samples of each split of the YOLO or VOC dataset at `src`."""
+    if fmt == "yolo":
+        return read_yolo(Path(src))
+    if fmt == "voc":
+        return read_voc(Path(src))
+    raise DatasetError(f"--from {fmt}: choose yolo or voc")
+
+
 def convert(fmt: str, src: str | Path, out: str | Path) -> dict[str, dict[str, int]]:
     """Read a YOLO or VOC dataset at `src` and write it to `out` in the COCO layout; returns per-split counts."""
-    src, out = Path(src), Path(out)
-    if fmt == "yolo":
-        names, splits = read_yolo(src)
-    elif fmt == "voc":
-        names, splits = read_voc(src)
-    else:
-        raise DatasetError(f"--from {fmt}: choose yolo or voc")
-    return {split: write_coco_split(out, split, names, samples) for split, samples in splits.items()}
+    names, splits = read_dataset(fmt, src)
+    return {split: write_coco_split(Path(out), split, names, samples) for split, samples in splits.items()}
+
+
+def coco_splits(fmt: str, src: str | Path) -> dict[str, dict]:
+    """{split: COCO dict} of a YOLO or VOC dataset, read in place (`data.format`): what `convert` would write, with
+    each image's absolute path as its file_name instead of a linked copy."""
+    names, splits = read_dataset(fmt, src)
+    return {split: coco_dict(names, samples, [str(s.path.resolve()) for s in samples])
+            for split, samples in splits.items()}
+
+
+def coco_dict(names: list[str], samples: list[Sample], file_names: list[str]) -> dict:
+    """The COCO instances dict: image ids 1..N in order, category ids 1..C (class index + 1)."""
+    images, annotations = [], []
+    for i, (sample, name) in enumerate(zip(samples, file_names), 1):
+        images.append({"id": i, "file_name": name, "width": sample.width, "height": sample.height})
+        for c, x, y, w, h, crowd in sample.objects:
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": c + 1,
+                                "bbox": [round(v, 3) for v in (x, y, w, h)], "area": round(w * h, 3),
+                                "iscrowd": crowd})
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(names)]}
 
 
 # -- YOLO ---------------------------------------------------------------------------------------------------------
@@ -234,9 +258,11 @@ def write_coco_split(out: Path, split: str, names: list[str], samples: list[Samp
     img_dir, ann_dir = out / split, out / "annotations"
     img_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations, used = [], [], set()
+    file_names: list[str] = []
+    used: set[str] = set()
     for i, sample in enumerate(samples, 1):
         name = sample.path.name if sample.path.name not in used else f"{i:06d}_{sample.path.name}"
+        file_names.append(name)
         used.add(name)
         target = img_dir / name
         if target.exists() or target.is_symlink():
@@ -245,15 +271,10 @@ def write_coco_split(out: Path, split: str, names: list[str], samples: list[Samp
             os.link(sample.path, target)
         except OSError:  # another file system, or links refused: copy
             shutil.copyfile(sample.path, target)
-        images.append({"id": i, "file_name": name, "width": sample.width, "height": sample.height})
-        for c, x, y, w, h, crowd in sample.objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": c + 1,
-                                "bbox": [round(v, 3) for v in (x, y, w, h)], "area": round(w * h, 3),
-                                "iscrowd": crowd})
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(names)]}
+    coco = coco_dict(names, samples, file_names)
+    annotations = coco["annotations"]
     path = ann_dir / f"instances_{split}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(coco))
     tmp.replace(path)
-    return {"images": len(images), "boxes": len(annotations), "crowd": sum(a["iscrowd"] for a in annotations)}
+    return {"images": len(samples), "boxes": len(annotations), "crowd": sum(a["iscrowd"] for a in annotations)}

@@ -29,6 +29,7 @@ import ftpdet.distributed as dist
 from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, save_checkpoint
 from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
+from ftpdet.data.convert import coco_splits
 from ftpdet.engine.evaluate import evaluate, summarize
 from ftpdet.engine.loggers import RunLog
 from ftpdet.engine.onnx_teacher import teacher_runtime
@@ -65,12 +66,20 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
 def build_datasets(cfg: Config, categories: Categories | None = None) -> tuple[CocoDetection, CocoDetection]:
     d = cfg.data
     d.require_paths()
+    if d.format == "coco":
+        sources = {"train": (d.train_ann, d.train_images, None), "val": (d.val_ann, d.val_images, None)}
+    else:  # YOLO or VOC read in place: COCO dicts in memory whose file_names are absolute paths
+        splits = coco_splits(d.format, d.root)
+        folder = d.root if Path(d.root).is_dir() else str(Path(d.root).parent)  # a YOLO root may be its data.yaml
+        sources = {split: (f"{d.root} ({d.format} {split})", folder, splits[split]) for split in ("train", "val")}
+    ann, images, coco = sources["train"]
     train_ds = CocoDetection(
-        d.train_ann, d.train_images, d.image_size, train=True, categories=categories,
-        cache_images=d.cache_images, hflip=d.hflip, photometric=d.photometric,
+        ann, images, d.image_size, train=True, categories=categories,
+        cache_images=d.cache_images, hflip=d.hflip, photometric=d.photometric, coco=coco,
     )
+    ann, images, coco = sources["val"]
     val_ds = CocoDetection(
-        d.val_ann, d.val_images, d.image_size, train=False, categories=train_ds.categories, cache_images=d.cache_images
+        ann, images, d.image_size, train=False, categories=train_ds.categories, cache_images=d.cache_images, coco=coco
     )
     return train_ds, val_ds
 
