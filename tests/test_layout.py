@@ -22,7 +22,7 @@ FLOORS = {
     "ftpdet.config": 5,
     "ftpdet.checkpoint": 6,
     "ftpdet.engine": 7, "ftpdet.runtime": 7, "ftpdet.onnx_export": 7,
-    "ftpdet.viz": 8, "ftpdet.demo": 8, "ftpdet.bench": 8, "ftpdet.api": 8,
+    "ftpdet.viz": 8, "ftpdet.demo": 8, "ftpdet.bench": 8, "ftpdet.api": 8, "ftpdet.import_mmdet": 8,
     "ftpdet.cli": 9, "ftpdet.__main__": 9, "ftpdet": 10,
 }
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ftpdet.errors import ConfigError
 
 
-TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small")
+TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large", "mobilenet_v3_small")
 
 
 class Section(BaseModel):
@@ -28,7 +28,7 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """Backbone -> FPN -> GFL head. Defaults are the CPU-sized teacher of DESIGN.md section 7."""
 
-    # torchvision: resnet18, resnet34, resnet50, mobilenet_v3_large, mobilenet_v3_small; or any timm model with
+    # torchvision: resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large, mobilenet_v3_small; or any timm model with
     # features at strides 8, 16 and 32 as timm:<name> (e.g. timm:resnet18, timm:efficientnet_b0).
     backbone: str = "resnet18"
     width_mult: float = Field(1.0, gt=0, description="MobileNetV3 channel multiplier (ignored for ResNets)")
@@ -38,6 +38,7 @@ class ModelConfig(Section):
     backbone_weights: str | None = None
     fpn_channels: int = Field(96, ge=8)  # 96, not 256: the standard head spends most of a CPU step
     strides: list[int] = [8, 16, 32]  # P3-P5 for ~128 px images; add 64, 128 (P6, P7) for COCO sizes
+    fpn_relu_before_p7: bool = True  # P7 = conv(relu(P6)) as torchvision's RetinaNet; mmdetection's GFL: false
     head_channels: int = Field(96, ge=8)
     num_convs: int = Field(2, ge=0)  # convs per tower; GFL uses 4, the CPU-sized head 2
     reg_max: int = Field(16, ge=1)  # edge distributions have reg_max + 1 bins (GFL default 16)

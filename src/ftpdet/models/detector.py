@@ -62,7 +62,7 @@ class GFLDetector(nn.Module):
         self.num_classes = num_classes
         self.strides = list(cfg.strides)
         self.backbone = build_backbone(cfg.backbone, cfg.width_mult, cfg.backbone_weights)
-        self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels, len(self.strides))
+        self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels, len(self.strides), cfg.fpn_relu_before_p7)
         self.head = GFLHead(num_classes, cfg.fpn_channels, cfg.head_channels, cfg.num_convs, cfg.reg_max, len(self.strides))
         # The input normalisation the backbone's weights expect: ImageNet's, or a timm model's own.
         mean, std = getattr(self.backbone, "mean", IMAGENET_MEAN), getattr(self.backbone, "std", IMAGENET_STD)
