@@ -54,8 +54,10 @@ def evaluate_checkpoint(checkpoint: str | Path, ann: str | Path, images: str | P
     from ftpdet.engine.evaluate import evaluate
     from ftpdet.runtime import load_predictor
 
+    from ftpdet.data.transforms import Resize
+
     model, cfg, cats = load_predictor(checkpoint)
-    dataset = CocoDetection(ann, images, cfg.data.image_size, train=False, categories=cats)
+    dataset = CocoDetection(ann, images, Resize.of(cfg.data), train=False, categories=cats)
     return evaluate(model, dataset, cfg.eval)
 
 
@@ -74,4 +76,6 @@ def predict(checkpoint: str | Path, images: list[str | Path], out: str | Path, s
 
     model, cfg, cats = load_predictor(checkpoint)
     eval_cfg = cfg.eval.model_copy(update={"score_thr": score_thr})
-    return predict_files(model, [Path(p) for p in images], Path(out), cfg.data.image_size, eval_cfg, cats.names)
+    from ftpdet.data.transforms import Resize
+
+    return predict_files(model, [Path(p) for p in images], Path(out), Resize.of(cfg.data), eval_cfg, cats.names)

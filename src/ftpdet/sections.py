@@ -39,6 +39,10 @@ class ModelConfig(Section):
     fpn_channels: int = Field(96, ge=8)  # 96, not 256: the standard head spends most of a CPU step
     strides: list[int] = [8, 16, 32]  # P3-P5 for ~128 px images; add 64, 128 (P6, P7) for COCO sizes
     fpn_relu_before_p7: bool = True  # P7 = conv(relu(P6)) as torchvision's RetinaNet; mmdetection's GFL: false
+    # ResNet backbones, as mmdetection trains them at 2 images per GPU: frozen_stages 1 freezes the stem and layer1
+    # (weights and BatchNorm statistics); norm_eval keeps every backbone BatchNorm on its pretrained statistics.
+    frozen_stages: int = Field(-1, ge=-1, le=4)  # -1: nothing frozen; 0: the stem; k: the stem and layer1..k
+    norm_eval: bool = False
     head_channels: int = Field(96, ge=8)
     num_convs: int = Field(2, ge=0)  # convs per tower; GFL uses 4, the CPU-sized head 2
     reg_max: int = Field(16, ge=1)  # edge distributions have reg_max + 1 bins (GFL default 16)
@@ -59,6 +63,12 @@ class ModelConfig(Section):
         elif name not in TORCHVISION_BACKBONES:
             raise ValueError(f"unknown backbone {name!r}: one of {', '.join(TORCHVISION_BACKBONES)}, or timm:<name>")
         return name
+
+    @model_validator(mode="after")
+    def _resnet_only_freezing(self) -> ModelConfig:
+        if (self.frozen_stages >= 0 or self.norm_eval) and not self.backbone.startswith("resnet"):
+            raise ValueError(f"frozen_stages and norm_eval are for torchvision ResNets, not {self.backbone}")
+        return self
 
     @model_validator(mode="after")
     def _check_strides(self) -> ModelConfig:
@@ -82,10 +92,26 @@ class DataConfig(Section):
     val_ann: str | None = None
     val_images: str | None = None
     image_size: int = Field(128, ge=32)  # letterboxed square side; 96-160 px trains in minutes on a CPU
+    # letterbox: a square of image_size (the default); keep_ratio: mmdetection's COCO resize, the shorter side to
+    # image_size (e.g. 800), the longer at most max_size (1333), padded to a multiple of 32
+    resize: Literal["letterbox", "keep_ratio"] = "letterbox"
+    max_size: int = Field(1333, ge=32)
+    multiscale: list[int] | None = None  # keep_ratio training: [min, max] shorter side, e.g. [480, 800]
     cache_images: bool = True  # decode every image once; 2,000 images of 128 px are ~100 MB
-    num_workers: int = Field(0, ge=0)
+    # None: 0 on a CPU (the main process loads cached images fastest there), 8 (or the CPU count) with pinned
+    # memory on CUDA, where decoding full-size images must overlap the GPU's step
+    num_workers: int | None = Field(None, ge=0)
     hflip: float = Field(0.5, ge=0, le=1)
     photometric: bool = True
+
+    @model_validator(mode="after")
+    def _check_resize(self) -> DataConfig:
+        if self.multiscale is not None:
+            if self.resize != "keep_ratio":
+                raise ValueError("multiscale needs resize: keep_ratio (a letterbox has one size)")
+            if len(self.multiscale) != 2 or not 32 <= self.multiscale[0] <= self.multiscale[1]:
+                raise ValueError(f"multiscale must be [min, max] shorter sides (32 <= min <= max), got {self.multiscale}")
+        return self
 
     @model_validator(mode="after")
     def _fill_from_root(self) -> DataConfig:
@@ -127,14 +153,20 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.05, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
     warmup_steps: int = Field(100, ge=0)
+    warmup_ratio: float = Field(0.1, gt=0, le=1)  # warmup starts at lr * warmup_ratio (mmdetection: 0.001)
+    # cosine: from lr down to lr * min_lr_ratio; step: lr * 0.1 after each epoch of lr_steps (mmdetection's 1x:
+    # [8, 11] of 12 epochs)
+    lr_schedule: Literal["cosine", "step"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1)  # cosine decays to lr * min_lr_ratio
+    lr_steps: list[int] = []  # step: epochs after which the lr drops 10x
     grad_clip: float | None = Field(10.0, gt=0)
     seed: int = 0
     device: str = "auto"  # auto = cuda when available, else cpu
     # Precision and memory format of this model, chosen per model by measurement (ftpdet.models.precision): bf16
     # autocast is ~1.6x faster for ResNets and the MobileNetV3-large on CPUs with avx512_bf16, float32 with
     # channels_last is fastest for the small depthwise MobileNetV3 student. A teacher runs as its own config says.
-    amp: Literal["none", "bf16"] = "none"
+    # fp16 (autocast + GradScaler) is for GPUs without fast bf16 (V100, T4); bf16 needs no scaler.
+    amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     eval_every: int = Field(1, ge=1)  # epochs between evaluations (the last epoch is always evaluated)
     log_every: int = Field(10, ge=1)  # steps between metrics.jsonl lines
@@ -145,6 +177,14 @@ class TrainConfig(Section):
     # a few thousand steps; it ramps up as decay * (1 - exp(-updates / warmup_steps)). When set, evaluation,
     # best.pt and every loaded checkpoint use the averaged weights; None: off (no measurement has chosen it yet).
     ema: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _step_schedule(self) -> TrainConfig:
+        if self.lr_schedule == "step" and not (self.lr_steps and self.lr_steps == sorted(set(self.lr_steps))
+                                               and 0 < self.lr_steps[0] and self.lr_steps[-1] < self.epochs):
+            raise ValueError(f"lr_schedule step needs lr_steps: increasing epochs between 1 and epochs - 1 "
+                             f"({self.epochs - 1}), got {self.lr_steps}")
+        return self
 
     @field_validator("loggers")
     @classmethod

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ftpdet.data.transforms import augmentation, letterbox_scale, letterbox_transform, make_sample
+from ftpdet.data.transforms import Resize, augmentation, make_sample
 from ftpdet.errors import DatasetError
 
 
@@ -228,7 +228,7 @@ class CocoDetection(Dataset):
         self,
         ann_file: str | Path,
         image_dir: str | Path,
-        image_size: int,
+        image_size: int | Resize,
         train: bool = False,
         categories: Categories | None = None,
         cache_images: bool = False,
@@ -238,13 +238,14 @@ class CocoDetection(Dataset):
     ) -> None:
         self.ann_file = Path(ann_file)
         self.coco_json, self.categories, self.records = load_records(ann_file, image_dir, categories, coco)
-        self.image_size = image_size
-        self.letterbox = letterbox_transform(image_size)
+        self.resize = image_size if isinstance(image_size, Resize) else Resize(image_size)
+        self.image_size = self.resize.size
+        self.letterbox = self.resize.transform(train)  # deterministic, except a training multiscale resize
         self.augment = augmentation(hflip, photometric) if train else None
         # Letterboxed (image, boxes, labels) per record: the letterbox is deterministic, so a cached dataset
         # decodes and resizes each image once and a step only pays for the augmentation.
         self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-        if cache_images:
+        if cache_images and (self.resize.deterministic_in_training or not train):
             self._cache = [self._letterboxed(i) for i in range(len(self.records))]
 
     def __len__(self) -> int:
@@ -273,12 +274,17 @@ class CocoDetection(Dataset):
             "boxes": boxes,
             "labels": labels,
             "image_id": rec.image_id,
-            "scale": letterbox_scale(rec.height, rec.width, self.image_size),
+            "scale": self.resize.scale(rec.height, rec.width),  # at the evaluation size
             "orig_size": (rec.height, rec.width),
         }
         return image, target
 
 
-def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
-    images = torch.stack([b[0] for b in batch])  # (B, 3, S, S) uint8
-    return images, [b[1] for b in batch]
+def collate(batch: list[tuple[torch.Tensor, dict]], fill: int = 114) -> tuple[torch.Tensor, list[dict]]:
+    """(B, 3, H, W) uint8: letterboxed squares stack as they are; keep-ratio images of several sizes are padded on
+    the right and bottom to the largest (boxes stay valid)."""
+    images = [b[0] for b in batch]
+    h, w = max(im.shape[-2] for im in images), max(im.shape[-1] for im in images)
+    if any(im.shape[-2:] != (h, w) for im in images):
+        images = [torch.nn.functional.pad(im, (0, w - im.shape[-1], 0, h - im.shape[-2]), value=fill) for im in images]
+    return torch.stack(images), [b[1] for b in batch]

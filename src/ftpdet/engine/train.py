@@ -30,6 +30,7 @@ from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, 
 from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
 from ftpdet.data.convert import coco_splits
+from ftpdet.data.transforms import Resize
 from ftpdet.engine.evaluate import evaluate, summarize
 from ftpdet.engine.loggers import RunLog
 from ftpdet.engine.onnx_teacher import teacher_runtime
@@ -53,14 +54,18 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """Multiplier on cfg.lr: linear warmup from 0.1 over warmup_steps (large early updates on a randomly
-    initialised head blow up GroupNorm statistics), then cosine from 1 down to min_lr_ratio."""
+def lr_factor(step: int, total_steps: int, cfg: TrainConfig, steps_per_epoch: int = 1) -> float:
+    """Multiplier on cfg.lr: linear warmup from warmup_ratio over warmup_steps (large early updates on a randomly
+    initialised head blow up GroupNorm statistics), then cosine from 1 down to min_lr_ratio, or (lr_schedule
+    step) 0.1 ** (the lr_steps epochs already done), as mmdetection's step policy."""
+    if cfg.lr_schedule == "step":
+        factor = 0.1 ** sum(step >= e * steps_per_epoch for e in cfg.lr_steps)
+    else:
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        factor = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     if step < cfg.warmup_steps:
-        return 0.1 + 0.9 * step / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+        return factor * (cfg.warmup_ratio + (1 - cfg.warmup_ratio) * step / cfg.warmup_steps)
+    return factor
 
 
 def build_datasets(cfg: Config, categories: Categories | None = None) -> tuple[CocoDetection, CocoDetection]:
@@ -72,16 +77,24 @@ def build_datasets(cfg: Config, categories: Categories | None = None) -> tuple[C
         splits = coco_splits(d.format, d.root)
         folder = d.root if Path(d.root).is_dir() else str(Path(d.root).parent)  # a YOLO root may be its data.yaml
         sources = {split: (f"{d.root} ({d.format} {split})", folder, splits[split]) for split in ("train", "val")}
+    resize = Resize.of(d)
     ann, images, coco = sources["train"]
     train_ds = CocoDetection(
-        ann, images, d.image_size, train=True, categories=categories,
+        ann, images, resize, train=True, categories=categories,
         cache_images=d.cache_images, hflip=d.hflip, photometric=d.photometric, coco=coco,
     )
     ann, images, coco = sources["val"]
     val_ds = CocoDetection(
-        ann, images, d.image_size, train=False, categories=train_ds.categories, cache_images=d.cache_images, coco=coco
+        ann, images, resize, train=False, categories=train_ds.categories, cache_images=d.cache_images, coco=coco
     )
     return train_ds, val_ds
+
+
+def loader_workers(num_workers: int | None, device: torch.device) -> int:
+    """data.num_workers, or its default: none on a CPU, up to 8 loader processes on CUDA."""
+    if num_workers is not None:
+        return num_workers
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -214,18 +227,20 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed,
                                               drop_last=True))
     batch_size = dist.per_rank_batch(tc.batch_size, world)
+    workers = loader_workers(cfg.data.num_workers, device)
     loader = DataLoader(
         train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
-        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+        num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
     )
     steps_per_epoch = len(sampler.base) // batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training set ({len(train_ds)} images)")
     total_steps = steps_per_epoch * tc.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, tc))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, tc, steps_per_epoch))
+    scaler = torch.amp.GradScaler(device.type) if tc.amp == "fp16" else None
     weights = weight_table(cfg.loss, cfg.distill, method if teacher is not None else None)
     ema = weight_average(model, tc.ema, tc.warmup_steps) if tc.ema is not None else None
-    step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward, ema)
+    step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward, ema, scaler)
     run = Run(cfg, Path(tc.out_dir), rank, world, device, train_ds, val_ds, model, trainee, step, sampler, loader,
               batch_size, steps_per_epoch, method if teacher is not None else None, teacher, ema)
     if ckpt is not None:
@@ -238,6 +253,8 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
         trainee.methods.load_state_dict(ckpt.get("distill_state", {}))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and "grad_scaler" in ckpt:
+            scaler.load_state_dict(ckpt["grad_scaler"])
         rng = ckpt.get("rng_ranks") or [ckpt["rng"]]
         if len(rng) == world:
             torch.set_rng_state(rng[rank])
@@ -260,6 +277,7 @@ def save_last(run: Run, epoch: int, improved: bool) -> None:
         "model": run.model.state_dict(),
         "optimizer": run.step.optimizer.state_dict(),
         "scheduler": run.step.scheduler.state_dict(),
+        **({"grad_scaler": run.step.scaler.state_dict()} if run.step.scaler is not None else {}),
         "epoch": epoch,
         "step": run.global_step,
         "best_ap": run.best_ap,

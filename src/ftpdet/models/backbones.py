@@ -54,6 +54,11 @@ class ResNetFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(x).values())
 
+    def stages(self, count: int) -> list[nn.Module]:
+        """The stem (conv1, bn1) and layer1..layer`count`: what mmdetection's frozen_stages=count freezes."""
+        names = ["conv1", "bn1"] + [f"layer{i}" for i in range(1, count + 1)]
+        return [self.body.get_submodule(n) for n in names]
+
 
 class MobileNetFeatures(nn.Module):
     """MobileNetV3 `features` cut at the last block of each stride 8 / 16 / 32 (later blocks are dropped)."""

@@ -69,6 +69,23 @@ class GFLDetector(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         self._priors: dict[tuple, Priors] = {}
+        # BatchNorms that stay in eval mode while the detector trains (frozen stages, norm_eval), by name: DDP's
+        # SyncBatchNorm conversion replaces the modules themselves
+        fixed: set[nn.Module] = set()
+        if cfg.frozen_stages >= 0:
+            for stage in self.backbone.stages(cfg.frozen_stages):
+                for p in stage.parameters():
+                    p.requires_grad_(False)
+                fixed |= {m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)}
+        if cfg.norm_eval:
+            fixed |= {m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)}
+        self._fixed_norms = sorted(name for name, m in self.named_modules() if m in fixed)
+
+    def train(self, mode: bool = True) -> GFLDetector:
+        super().train(mode)
+        for name in self._fixed_norms:
+            self.get_submodule(name).eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> dict[str, list]:
         """images (B, 3, H, W) in [0, 255]. Returns the head's per-level outputs plus `fpn` features."""
