@@ -91,7 +91,7 @@ def test_the_step_schedule_is_mmdetections():
     f = [lr_factor(s, 1200, tc, steps_per_epoch=100) for s in (0, 250, 500, 799, 800, 1099, 1100)]
     assert f == pytest.approx([0.001, 0.001 + 0.999 * 0.5, 1.0, 1.0, 0.1, 0.1, 0.01])
     with pytest.raises(Exception, match="lr_schedule step needs lr_steps"):
-        load_config(None, ["train.lr_schedule=step", "train.epochs=12", "train.lr_steps=[8,12]"])
+        load_config(None, ["train.lr_schedule=step", "train.epochs=12", "train.lr_steps=[8,8]"])
     default = load_config(None, []).train  # the cosine default is unchanged: warmup from 0.1
     assert lr_factor(0, 1000, default) == pytest.approx(0.1) and lr_factor(1000, 1000, default) == pytest.approx(0.05)
 

@@ -1,5 +1,5 @@
 """The Python API, mirroring the CLI: ftpdet.train, ftpdet.distill, ftpdet.evaluate_checkpoint, ftpdet.predict,
-ftpdet.export. Each function imports what it needs when called, so `import ftpdet` stays light."""
+ftpdet.export, ftpdet.convert_dataset, ftpdet.import_mmdet. Each function imports what it needs when called, so `import ftpdet` stays light."""
 
 from __future__ import annotations
 
@@ -79,3 +79,19 @@ def predict(checkpoint: str | Path, images: list[str | Path], out: str | Path, s
     from ftpdet.data.transforms import Resize
 
     return predict_files(model, [Path(p) for p in images], Path(out), Resize.of(cfg.data), eval_cfg, cats.names)
+
+
+def convert_dataset(src: str | Path, out: str | Path, source: str, to: str = "coco") -> dict[str, dict[str, int]]:
+    """`ftpdet data convert`: a YOLO or VOC dataset to the COCO layout, or (source "coco") a COCO one to YOLO or
+    VOC; returns {split: {images, boxes, crowd}}."""
+    from ftpdet.data.convert import convert
+
+    return convert(source, src, out, to)
+
+
+def import_mmdet(checkpoint: str | Path, out: str | Path, config: str | None = None, ann: str | Path | None = None,
+                 overrides: list[str] | None = None) -> dict[str, Any]:
+    """`ftpdet import mmdet`: an mmdetection GFL checkpoint written as an ftpdet checkpoint (a teacher)."""
+    from ftpdet.import_mmdet import import_mmdet as _import
+
+    return _import(checkpoint, out, config=config, ann=ann, overrides=overrides)

@@ -128,19 +128,27 @@ def data_stats(
 def data_convert(
     src: Annotated[Path, typer.Argument(help="YOLO: data.yaml or its folder; VOC: the root with Annotations/, "
                                              "JPEGImages/ and ImageSets/Main/.")],
-    from_: Annotated[str, typer.Option("--from", help="The source format: yolo | voc.")],
-    out: Annotated[Path, typer.Option(help="Output directory (train/, val/, annotations/), the layout every "
-                                           "command takes.")],
+    from_: Annotated[str, typer.Option("--from", help="The source format: yolo | voc | coco.")],
+    out: Annotated[Path, typer.Option(help="Output directory (COCO: train/, val/, annotations/, the layout every "
+                                           "command takes).")],
+    to: Annotated[str, typer.Option(help="The output format: coco (default), or yolo | voc from --from coco.")] = "coco",
 ) -> None:
-    """Convert a YOLO or Pascal VOC dataset to the COCO layout (DIR/{train,val}/, DIR/annotations/)."""
+    """Convert a YOLO or Pascal VOC dataset to the COCO layout (DIR/{train,val}/, DIR/annotations/), or a COCO one
+    to YOLO or VOC."""
     from ftpdet.data.convert import convert
 
     ensure_writable(out)
-    counts = convert(from_, src, out)
+    counts = convert(from_, src, out, to)
     for split, c in counts.items():
-        crowd = f" ({c['crowd']} marked iscrowd: VOC's difficult)" if c["crowd"] else ""
-        typer.echo(f"{split}: {c['images']} images, {c['boxes']} boxes{crowd} -> {out / split}")
-    typer.echo(f"annotations in {out / 'annotations'}; train with --set data.root={out}")
+        if to == "coco":
+            crowd = f" ({c['crowd']} marked iscrowd: VOC's difficult)" if c["crowd"] else ""
+        else:
+            crowd = f" ({c['crowd']} crowd boxes {'left out' if to == 'yolo' else 'marked difficult'})" if c["crowd"] else ""
+        typer.echo(f"{split}: {c['images']} images, {c['boxes']} boxes{crowd}")
+    if to == "coco":
+        typer.echo(f"written to {out}; train with --set data.root={out}")
+    else:
+        typer.echo(f"written to {out}; train on it in place with --set data.format={to} --set data.root={out}")
 
 
 SetOption = Annotated[

@@ -180,10 +180,10 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _step_schedule(self) -> TrainConfig:
+        # Steps at or after the last epoch are allowed and never reached (a shortened trial run keeps its config).
         if self.lr_schedule == "step" and not (self.lr_steps and self.lr_steps == sorted(set(self.lr_steps))
-                                               and 0 < self.lr_steps[0] and self.lr_steps[-1] < self.epochs):
-            raise ValueError(f"lr_schedule step needs lr_steps: increasing epochs between 1 and epochs - 1 "
-                             f"({self.epochs - 1}), got {self.lr_steps}")
+                                               and 0 < self.lr_steps[0]):
+            raise ValueError(f"lr_schedule step needs lr_steps: increasing epochs from 1, got {self.lr_steps}")
         return self
 
     @field_validator("loggers")
