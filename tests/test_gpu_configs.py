@@ -92,8 +92,11 @@ def test_the_step_schedule_is_mmdetections():
     assert f == pytest.approx([0.001, 0.001 + 0.999 * 0.5, 1.0, 1.0, 0.1, 0.1, 0.01])
     with pytest.raises(Exception, match="lr_schedule step needs lr_steps"):
         load_config(None, ["train.lr_schedule=step", "train.epochs=12", "train.lr_steps=[8,8]"])
-    default = load_config(None, []).train  # the cosine default is unchanged: warmup from 0.1
-    assert lr_factor(0, 1000, default) == pytest.approx(0.1) and lr_factor(1000, 1000, default) == pytest.approx(0.05)
+    default = load_config(None, []).train  # the cosine default, bit for bit what it was: warmup from 0.1, then cosine
+    W = default.warmup_steps
+    assert all(lr_factor(s, 1000, default) == 0.1 + 0.9 * s / W for s in range(W))
+    assert all(lr_factor(s, 1000, default) == 0.05 + (1 - 0.05) * (0.5 * (1 + math.cos(math.pi * ((s - W) / (1000 - W)))))
+               for s in range(W, 1001))
 
 
 def test_loader_workers_default_to_none_on_cpu_and_eight_on_cuda():

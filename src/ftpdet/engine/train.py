@@ -58,14 +58,17 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig, steps_per_epoch: in
     """Multiplier on cfg.lr: linear warmup from warmup_ratio over warmup_steps (large early updates on a randomly
     initialised head blow up GroupNorm statistics), then cosine from 1 down to min_lr_ratio, or (lr_schedule
     step) 0.1 ** (the lr_steps epochs already done), as mmdetection's step policy."""
+    # The complement is rounded so that a ratio written in decimal has its exact decimal complement (1 - 0.1 is
+    # 0.8999999999999999 in floats, 0.9 here): the default schedule stays bit for bit what it was before the ratio
+    # became a setting, and with it every run's numbers.
+    warm = cfg.warmup_ratio + round(1 - cfg.warmup_ratio, 12) * step / cfg.warmup_steps if step < cfg.warmup_steps else 1.0
     if cfg.lr_schedule == "step":
-        factor = 0.1 ** sum(step >= e * steps_per_epoch for e in cfg.lr_steps)
-    else:
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        factor = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        return warm * 0.1 ** sum(step >= e * steps_per_epoch for e in cfg.lr_steps)
     if step < cfg.warmup_steps:
-        return factor * (cfg.warmup_ratio + (1 - cfg.warmup_ratio) * step / cfg.warmup_steps)
-    return factor
+        return warm
+    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
 
 
 def build_datasets(cfg: Config, categories: Categories | None = None) -> tuple[CocoDetection, CocoDetection]:
