@@ -13,7 +13,7 @@ from ftpdet.engine.train import build_datasets, lr_factor, train
 from ftpdet.models.detector import build_detector
 
 # Small enough for a CPU test; everything else is the config's own (backbones without downloaded weights).
-SMALL = ["model.backbone_weights=null", "data.image_size=64", "data.max_size=96", "train.epochs=2",
+SMALL = ["model.backbone_weights=null", "data.image_size=32", "data.max_size=64", "train.epochs=2",
          "train.lr_steps=[1]", "train.batch_size=8", "train.warmup_steps=2", "train.log_every=1", "train.device=cpu",
          "data.cache_images=true"]  # tiny images: cached where the resize allows it
 
@@ -33,7 +33,7 @@ def test_the_gpu_configs_are_mmdetections_gfl_and_train_here(name, tiny_data, tm
     assert (t.optimizer, t.lr, t.batch_size, t.momentum, t.weight_decay) == ("sgd", 0.01, 16, 0.9, 0.0001)
     assert (t.lr_schedule, t.warmup_steps, t.warmup_ratio) == ("step", 500, 0.001)
     assert (t.epochs, t.lr_steps, d.multiscale) == ((12, [8, 11], None) if "1x" in name else (24, [16, 22], [480, 800]))
-    extra = ["data.multiscale=[48,64]"] if d.multiscale else []
+    extra = ["data.multiscale=[32,48]"] if d.multiscale else []
     cfg = small(name, tiny_data, tmp_path / "run", *extra)
     train_ds, _ = build_datasets(cfg)
     assert (train_ds._cache is None) == bool(d.multiscale)  # a multi-scale training set is resized on the fly

@@ -214,14 +214,14 @@ def test_a_timm_student_distils_from_a_torchvision_teacher(tiny_data, teacher_ck
     from ftpdet.checkpoint import load_checkpoint
     from ftpdet.engine import train as train_module
 
-    for method in ("crosskd", "ftpd+pkd"):
+    for method in ("ftpd+pkd",):  # head responses and FPN features: where every method meets the teacher
         cfg = tiny_config(tiny_data, tmp_path / method.replace("+", "_"), "train.epochs=1",
                           "model.backbone=timm:mobilenetv3_small_050", "model.width_mult=1.0")
         result = train_module.train(cfg, progress=False, teacher=teacher_ckpt, method=method)
         losses = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()
                   if '"loss"' in line]
         assert losses and all(math.isfinite(rec["loss"]) for rec in losses), method
-        assert any(rec.get("distill_pkd", rec.get("distill_crosskd_cls", 0)) > 0 for rec in losses), method
+        assert any(rec.get("distill_pkd", 0) > 0 for rec in losses), method
         ckpt = load_checkpoint(result.out_dir / "last.pt")
         assert ckpt["config"]["model"]["backbone"] == "timm:mobilenetv3_small_050"
         assert any(k.startswith("backbone.body.") for k in ckpt["model"])
