@@ -113,12 +113,12 @@ def convert_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tens
             unused.append(key)
             continue
         out[new] = value
-    if class_order is not None:
-        out["head.cls_out.weight"] = out["head.cls_out.weight"][class_order]
-        out["head.cls_out.bias"] = out["head.cls_out.bias"][class_order]
     missing = [k for k in expected if k not in out and not k.endswith("num_batches_tracked")]
     if missing:
         raise CheckpointError(f"{path}: {len(missing)} tensors of the model are not in the file, e.g. '{missing[0]}'")
+    if class_order is not None:
+        out["head.cls_out.weight"] = out["head.cls_out.weight"][class_order]
+        out["head.cls_out.bias"] = out["head.cls_out.bias"][class_order]
     foreign = [k for k in unused if not k.startswith("data_preprocessor.")]
     if foreign:
         raise CheckpointError(f"{path}: {len(foreign)} tensors have no place in a GFL model, e.g. '{foreign[0]}'")
