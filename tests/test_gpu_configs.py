@@ -60,7 +60,7 @@ def test_the_distillation_pair_distils_the_student_from_the_teacher_config(tiny_
 def test_frozen_stages_keep_their_weights_and_statistics(tiny_data, tmp_path):
     cfg = small("gfl_r50_coco_1x", tiny_data, tmp_path / "run", "model.backbone=resnet18", "model.fpn_channels=32",
                 "model.head_channels=32", "model.num_convs=1", "train.epochs=1", "train.lr_steps=[]",
-                "train.lr_schedule=cosine")
+                "train.lr_schedule=cosine", "train.warmup_steps=0", "train.lr=0.05")  # steps large enough to see
     torch.manual_seed(0)
     before = build_detector(cfg.model, 4).state_dict()
     after = torch.load(train(cfg, progress=False).out_dir / "last.pt", weights_only=True)["model"]
