@@ -4,7 +4,7 @@ VENV ?= .venv
 # The tested versions; pyproject.toml keeps ranges so GPU users can bring their own build.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Tested versions of the other pinned dependencies (ranges in pyproject.toml).
-OTHER_PINS := scipy==1.17.1 faster-coco-eval==1.8.0 pycocotools==2.0.11
+OTHER_PINS := scipy==1.17.1 faster-coco-eval==1.8.0 pycocotools==2.0.11 timm==1.0.31 tensorboard==2.21.0
 
 .PHONY: demo test install clean
 

@@ -149,4 +149,63 @@ def test_voc_missing_parts(tmp_path):
     res = convert("voc", tmp_path / "empty", tmp_path / "coco")
     assert res.exit_code == 2 and "Annotations: not found; --from voc takes a VOC root" in res.output
     res = convert("coco", src, tmp_path / "coco")
-    assert res.exit_code == 2 and "--from coco: choose yolo or voc" in res.output
+    assert res.exit_code == 2 and "--from coco --to coco: one side must be coco" in res.output
+    res = convert("json", src, tmp_path / "coco")
+    assert res.exit_code == 2 and "--from json: choose yolo or voc" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc"])
+def test_data_format_reads_in_place_what_convert_writes(tmp_path, fmt):
+    """data.format: yolo | voc gives the datasets that training on the converted copy gives: same images, boxes and
+    labels, and the same ground truth for COCOeval (file names aside)."""
+    from ftpdet.config import load_config
+    from ftpdet.engine.train import build_datasets
+
+    src = make_yolo(tmp_path / "src") if fmt == "yolo" else make_voc(tmp_path / "src")
+    assert convert(fmt, src, tmp_path / "coco").exit_code == 0
+    converted = build_datasets(load_config(None, [f"data.root={tmp_path / 'coco'}", "data.image_size=64"]))
+    direct = build_datasets(load_config(None, [f"data.format={fmt}", f"data.root={src}", "data.image_size=64"]))
+    for a, b in zip(converted, direct):
+        assert len(a) == len(b) > 0 and a.categories == b.categories
+        for i in range(len(a)):
+            assert a.records[i].path.read_bytes() == b.records[i].path.read_bytes()
+            assert (a.records[i].boxes == b.records[i].boxes).all() and (a.records[i].labels == b.records[i].labels).all()
+        assert a.coco_json["annotations"] == b.coco_json["annotations"]
+        assert [i["file_name"] for i in b.coco_json["images"]] == [str(r.path.resolve()) for r in b.records]
+
+
+def test_data_format_errors_name_the_file(tmp_path):
+    from ftpdet.config import load_config
+    from ftpdet.engine.train import build_datasets
+    from ftpdet.errors import ConfigError, DatasetError
+
+    src = make_yolo(tmp_path / "src", labels={"labels/train/a.txt": "0 0.5 0.5 0.5\n", "labels/val/c.txt": ""})
+    with pytest.raises(DatasetError, match=r"a.txt:1: expected 5 numbers"):
+        build_datasets(load_config(None, ["data.format=yolo", f"data.root={src / 'data.yaml'}"]))
+    with pytest.raises(ConfigError, match="data.train_ann is for COCO files; with format voc"):
+        load_config(None, ["data.format=voc", f"data.root={src}", "data.train_ann=x.json"])
+    with pytest.raises(ConfigError, match="set data.root to the VOC dataset"):
+        build_datasets(load_config(None, ["data.format=voc"]))
+
+
+@pytest.mark.parametrize("to", ["yolo", "voc"])
+def test_coco_to_yolo_or_voc_and_back_in_place_gives_the_same_datasets(tiny_data, tmp_path, to):
+    """--from coco --to yolo|voc, then data.format reading it: the images, labels and boxes of the COCO original
+    (boxes to the precision the format writes: 6 decimals of the size for YOLO, 3 for VOC)."""
+    from ftpdet.config import load_config
+    from ftpdet.engine.train import build_datasets
+
+    res = runner.invoke(app, ["data", "convert", str(tiny_data), "--from", "coco", "--to", to, "--out", str(tmp_path / to)])
+    assert res.exit_code == 0, res.output
+    assert f"--set data.format={to}" in res.output
+    original = build_datasets(load_config(None, [f"data.root={tiny_data}", "data.image_size=64"]))
+    converted = build_datasets(load_config(None, [f"data.format={to}", f"data.root={tmp_path / to}", "data.image_size=64"]))
+    for a, b in zip(original, converted):
+        # VOC lists the class names found, sorted (as VOC's 20 are): compare classes by name
+        assert len(a) == len(b) > 0 and sorted(a.categories.names) == sorted(b.categories.names)
+        by_bytes = {r.path.read_bytes(): r for r in b.records}  # VOC renames the files
+        for rec in a.records:
+            other = by_bytes[rec.path.read_bytes()]
+            assert [a.categories.names[i] for i in rec.labels] == [b.categories.names[i] for i in other.labels]
+            assert abs(rec.boxes - other.boxes).max(initial=0) < 1e-3 * max(rec.width, rec.height)
+    assert runner.invoke(app, ["data", "convert", str(tiny_data), "--from", "coco", "--out", str(tmp_path / "x")]).exit_code == 2

@@ -173,3 +173,55 @@ def test_a_cached_dataset_gives_the_samples_an_uncached_one_gives(tmp_path):
         assert im_a.shape == (3, 48, 48) and torch.equal(im_a, im_b)
         assert torch.equal(t_a["boxes"], t_b["boxes"]) and torch.equal(t_a["labels"], t_b["labels"])
         assert t_a["scale"] == t_b["scale"] == 48 / 64
+
+
+def test_keep_ratio_resize_is_mmdetections_and_pads_to_32():
+    from ftpdet.data.transforms import Resize
+
+    resize = Resize(64, mode="keep_ratio", max_size=96)
+    image = torch.zeros(3, 50, 100, dtype=torch.uint8)  # h 50, w 100
+    boxes = torch.tensor([[10.0, 5.0, 60.0, 45.0]])
+    out = resize.transform(train=False)(make_sample(image, boxes, torch.tensor([1])))
+    # scale min(64 / 50, 96 / 100) = 0.96: 48 x 96, padded to 64 x 96 (multiples of 32)
+    assert resize.scale(50, 100) == pytest.approx(0.96)
+    assert tuple(out["image"].shape[-2:]) == (64, 96)
+    assert out["image"][:, 48:, :].eq(114).all()  # the padding, below the image
+    assert torch.allclose(out["boxes"].as_subclass(torch.Tensor), boxes * 0.96)
+    # the shorter side wins when the longer stays under max_size: 30 x 40 -> 64 / 30
+    assert Resize(64, mode="keep_ratio", max_size=1333).scale(30, 40) == pytest.approx(64 / 30)
+
+
+def test_multiscale_draws_the_shorter_side_in_its_range_and_collate_pads_the_batch():
+    from ftpdet.data.transforms import Resize
+
+    resize = Resize(64, mode="keep_ratio", max_size=1000, multiscale=(32, 96))
+    train = resize.transform(train=True)
+    torch.manual_seed(0)
+    sides = set()
+    for _ in range(20):
+        full = torch.tensor([[0.0, 0.0, 40.0, 40.0]])  # a box over the whole image: its side is the drawn one
+        out = train(make_sample(torch.zeros(3, 40, 40, dtype=torch.uint8), full, torch.tensor([0])))
+        h, w = out["image"].shape[-2:]
+        side = out["boxes"].as_subclass(torch.Tensor)[0, 2].item()
+        assert h == w and h % 32 == 0 and 32 <= side <= 96 and h - 32 < side <= h
+        sides.add(side)
+    assert len(sides) > 10  # drawn over the range, not a few fixed sizes
+    assert not resize.deterministic_in_training and Resize(64).deterministic_in_training
+    a = (torch.full((3, 32, 64), 7, dtype=torch.uint8), {"image_id": 1})
+    b = (torch.full((3, 64, 32), 9, dtype=torch.uint8), {"image_id": 2})
+    images, targets = collate([a, b])
+    assert images.shape == (2, 3, 64, 64) and [t["image_id"] for t in targets] == [1, 2]
+    assert images[0, :, :32, :].eq(7).all() and images[0, :, 32:, :].eq(114).all()  # padded below
+    assert images[1, :, :, :32].eq(9).all() and images[1, :, :, 32:].eq(114).all()  # padded on the right
+
+
+def test_a_keep_ratio_dataset_maps_boxes_back_by_its_scale(tmp_path):
+    from ftpdet.data.transforms import Resize
+
+    ann, img_dir = write_dataset(tmp_path, sizes=((100, 50),),
+                                 annotations=[{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 5, 50, 40]}])
+    ds = CocoDetection(ann, img_dir, Resize(64, mode="keep_ratio", max_size=96), train=False)
+    image, target = ds[0]
+    assert tuple(image.shape[-2:]) == (64, 96)
+    original = target["boxes"] / target["scale"]  # what evaluation does to a detection
+    assert torch.allclose(original, torch.tensor([[10.0, 5.0, 60.0, 45.0]]), atol=0.5)

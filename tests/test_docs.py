@@ -40,7 +40,8 @@ def tail(res: subprocess.CompletedProcess) -> str:
 def test_the_extraction_finds_the_commands():
     readme = shell_script(ROOT / "README.md")
     for command in ("ftpdet data synth", "ftpdet train", "ftpdet distill", "ftpdet eval", "ftpdet predict",
-                    "ftpdet export", "ftpdet bench accuracy", "torchrun"):
+                    "ftpdet export", "ftpdet bench accuracy", "torchrun", "--from coco --to yolo", "data.format=yolo",
+                    "model.backbone=timm:", "train.loggers=[jsonl, tensorboard]", "ftpdet train gfl_r50_coco_1x"):
         assert command in readme, command
     assert "make demo" not in readme
     tutorial = shell_script(ROOT / "docs" / "tutorial.md")

@@ -135,11 +135,72 @@ def a_read_only_output_dir(root, tmp):
     return train_args(root, target), "output directory is not writable"
 
 
+def edit_json(root: Path, split: str, change) -> None:
+    ann = root / "annotations" / f"instances_{split}.json"
+    data = json.loads(ann.read_text())
+    change(data)
+    ann.write_text(json.dumps(data))  # NaN and Infinity are written as JSON's NaN / Infinity literals, as Python reads them
+
+
+def eval_args(root: Path, ckpt: Path) -> list[str]:
+    return ["eval", str(ckpt), "--ann", str(root / "annotations" / "instances_val.json"), "--images", str(root / "val")]
+
+
+def stats_args(root: Path) -> list[str]:
+    return ["data", "stats", "--ann", str(root / "annotations" / "instances_train.json")]
+
+
+def a_box_with_nan_to_eval(root, tmp, teacher_ckpt=None):
+    edit_json(root, "val", lambda d: d["annotations"][0]["bbox"].__setitem__(2, float("nan")))
+    return eval_args(root, teacher_ckpt), "instances_val.json: annotations[0] bbox has a non-finite value"
+
+
+def a_box_with_infinity_to_stats(root, tmp):
+    edit_json(root, "train", lambda d: d["annotations"][1]["bbox"].__setitem__(0, float("inf")))
+    return stats_args(root), "instances_train.json: annotations[1] bbox has a non-finite value"
+
+
+def two_images_with_one_id_to_eval(root, tmp, teacher_ckpt=None):
+    edit_json(root, "val", lambda d: d["images"][2].__setitem__("id", d["images"][0]["id"]))
+    return eval_args(root, teacher_ckpt), "instances_val.json: images[2] repeats id"
+
+
+def two_annotations_with_one_id_to_stats(root, tmp):
+    edit_json(root, "train", lambda d: d["annotations"][4].__setitem__("id", d["annotations"][1]["id"]))
+    return stats_args(root), "instances_train.json: annotations[4] repeats id"
+
+
+def an_unknown_category_to_eval(root, tmp, teacher_ckpt=None):
+    # The checkpoint knows more classes than this file lists: the file's own categories must catch it.
+    def change(d):
+        d["categories"] = [c for c in d["categories"] if c["id"] != d["annotations"][0]["category_id"]]
+    edit_json(root, "val", change)
+    return eval_args(root, teacher_ckpt), "instances_val.json: annotations[0] has category_id"
+
+
+def an_annotation_of_a_missing_image_to_stats(root, tmp):
+    edit_json(root, "train", lambda d: d["annotations"][2].__setitem__("image_id", 987654))
+    return stats_args(root), "instances_train.json: annotations[2] refers to image_id 987654, not in images"
+
+
+def a_bbox_with_five_values_to_stats(root, tmp):
+    edit_json(root, "train", lambda d: d["annotations"][0]["bbox"].append(3))
+    return stats_args(root), "instances_train.json: annotations[0] bbox must be [x, y, width, height]"
+
+
+def an_empty_dataset_to_stats(root, tmp):
+    edit_json(root, "train", lambda d: d.update(images=[], annotations=[]))
+    return stats_args(root), "instances_train.json: empty dataset (no images)"
+
+
 CASES = [truncated_json, json_of_the_wrong_shape, json_with_a_wrong_field, an_image_that_is_not_an_image,
          a_zero_byte_image, a_missing_image_dir, a_config_with_a_typo, a_config_with_a_wrong_type,
          a_teacher_with_other_classes, a_misspelt_method, a_distillation_without_a_teacher,
          a_checkpoint_from_another_model, a_checkpoint_whose_weights_are_not_its_model,
-         an_onnx_path_that_does_not_exist, an_onnx_file_that_is_not_onnx, a_read_only_output_dir]
+         an_onnx_path_that_does_not_exist, an_onnx_file_that_is_not_onnx, a_read_only_output_dir,
+         a_box_with_nan_to_eval, a_box_with_infinity_to_stats, two_images_with_one_id_to_eval,
+         two_annotations_with_one_id_to_stats, an_unknown_category_to_eval, an_annotation_of_a_missing_image_to_stats,
+         a_bbox_with_five_values_to_stats, an_empty_dataset_to_stats]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])

@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ftpdet"
 # module (or package prefix) -> floor; the first matching prefix wins, longest first
 FLOORS = {
     "ftpdet.errors": 0, "ftpdet.files": 0, "ftpdet.provenance": 0, "ftpdet.distributed": 0, "ftpdet.plots": 0,
+    "ftpdet.progress": 0,
     "ftpdet.sections": 1, "ftpdet.predictor": 1,
     "ftpdet.losses": 2, "ftpdet.data": 2,
     "ftpdet.models": 3,
@@ -21,7 +22,7 @@ FLOORS = {
     "ftpdet.config": 5,
     "ftpdet.checkpoint": 6,
     "ftpdet.engine": 7, "ftpdet.runtime": 7, "ftpdet.onnx_export": 7,
-    "ftpdet.viz": 8, "ftpdet.demo": 8, "ftpdet.bench": 8, "ftpdet.api": 8,
+    "ftpdet.viz": 8, "ftpdet.demo": 8, "ftpdet.bench": 8, "ftpdet.api": 8, "ftpdet.import_mmdet": 8,
     "ftpdet.cli": 9, "ftpdet.__main__": 9, "ftpdet": 10,
 }
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torchvision
+from pydantic import ValidationError
 
 from ftpdet.sections import ModelConfig
 from ftpdet.errors import CheckpointError, ConfigError
@@ -98,3 +99,59 @@ def test_a_backbone_starts_from_a_trained_detectors_backbone(tiny_data, teacher_
         build_detector(cfg.model_copy(update={"backbone": "resnet18"}), 4)
     with pytest.raises(CheckpointError, match="does not fit mobilenet_v3_small with width_mult 0.5"):
         build_detector(cfg.model_copy(update={"width_mult": 0.5}), 4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv3_small_050", "efficientnet_b0"])
+def test_a_timm_backbone_feeds_the_fpn_at_strides_8_16_32(name):
+    model = build_detector(ModelConfig(backbone=f"timm:{name}", **SMALL), num_classes=3).eval()
+    out = model(torch.randint(0, 255, (1, 3, 96, 96), dtype=torch.uint8))
+    assert [f.shape[-1] for f in out["fpn"]] == [12, 6, 3]
+    timm_model = __import__("timm").create_model(name, features_only=True)
+    strides = timm_model.feature_info.reduction()
+    assert [strides[i] for i in model.backbone.taps] == [8, 16, 32]
+    assert model.backbone.out_channels == [timm_model.feature_info.channels()[i] for i in model.backbone.taps]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_timm_weights_from_a_local_file(tmp_path, suffix):
+    # What timm's pretrained weights are, offline: a full timm model's state_dict (classifier included) in a file.
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(123)
+    reference = timm.create_model("mobilenetv3_small_050")
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save(reference.state_dict(), path)
+    else:
+        save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    torch.manual_seed(0)
+    backbone = build_backbone("timm:mobilenetv3_small_050", weights=str(path))
+    ref = reference.state_dict()
+    loaded = {k.removeprefix("body."): v for k, v in backbone.state_dict().items()}
+    assert len(loaded) > 50 and all(torch.equal(v, ref[k]) for k, v in loaded.items())
+    fresh = build_backbone("timm:mobilenetv3_small_050")
+    assert not torch.equal(fresh.state_dict()["body.conv_stem.weight"], ref["conv_stem.weight"])
+
+
+def test_wrong_timm_inputs_are_refused(tmp_path):
+    import timm
+
+    path = tmp_path / "other.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    with pytest.raises(CheckpointError, match="other.pth: does not fit timm:mobilenetv3_small_050 .size mismatch"):
+        build_backbone("timm:mobilenetv3_small_050", weights=str(path))
+    state = timm.create_model("resnet18").state_dict()
+    torch.save({k: v for k, v in state.items() if not k.startswith("layer4.")}, path)
+    with pytest.raises(CheckpointError, match="not timm:resnet18 weights: .* missing, e.g. 'layer4"):
+        build_backbone("timm:resnet18", weights=str(path))
+    # ResNet-34 has every ResNet-18 tensor name with the same shapes, and more blocks: refused, not half-loaded
+    torch.save(timm.create_model("resnet34").state_dict(), path)
+    with pytest.raises(CheckpointError, match="not timm:resnet18 weights: .* tensors it does not have, e.g. 'layer1.2"):
+        build_backbone("timm:resnet18", weights=str(path))
+    with pytest.raises(ConfigError, match="take their width from the name"):
+        build_backbone("timm:resnet18", width_mult=0.5)
+    with pytest.raises(ValidationError, match="timm has no model 'resnet19'"):
+        ModelConfig(backbone="timm:resnet19")
+    with pytest.raises(ValidationError, match="unknown backbone 'resnet19'"):
+        ModelConfig(backbone="resnet19")

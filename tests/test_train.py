@@ -206,3 +206,22 @@ def test_every_method_trains_a_float32_student_from_a_bf16_teacher(tiny_data, tm
         losses = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()
                   if '"loss"' in line]
         assert losses and all(math.isfinite(rec["loss"]) for rec in losses), method
+
+
+def test_a_timm_student_distils_from_a_torchvision_teacher(tiny_data, teacher_ckpt, tmp_path):
+    """model.backbone: timm:<name> trains and distils like a torchvision backbone: the methods meet the teacher at
+    the FPN and the head, whose shapes do not depend on where the backbone comes from."""
+    from ftpdet.checkpoint import load_checkpoint
+    from ftpdet.engine import train as train_module
+
+    for method in ("ftpd+pkd",):  # head responses and FPN features: where every method meets the teacher
+        cfg = tiny_config(tiny_data, tmp_path / method.replace("+", "_"), "train.epochs=1",
+                          "model.backbone=timm:mobilenetv3_small_050", "model.width_mult=1.0")
+        result = train_module.train(cfg, progress=False, teacher=teacher_ckpt, method=method)
+        losses = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()
+                  if '"loss"' in line]
+        assert losses and all(math.isfinite(rec["loss"]) for rec in losses), method
+        assert any(rec.get("distill_pkd", 0) > 0 for rec in losses), method
+        ckpt = load_checkpoint(result.out_dir / "last.pt")
+        assert ckpt["config"]["model"]["backbone"] == "timm:mobilenetv3_small_050"
+        assert any(k.startswith("backbone.body.") for k in ckpt["model"])

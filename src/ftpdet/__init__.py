@@ -6,11 +6,12 @@ Importing the package is light (no torch): the API functions import what they ne
 
 from typing import Any
 
-from ftpdet.api import distill, evaluate_checkpoint, export, predict, train
+from ftpdet.api import convert_dataset, distill, evaluate_checkpoint, export, import_mmdet, predict, train
 from ftpdet.provenance import version
 
 __version__ = version()
-__all__ = ["Config", "load_config", "train", "distill", "evaluate_checkpoint", "predict", "export", "__version__"]
+__all__ = ["Config", "load_config", "train", "distill", "evaluate_checkpoint", "predict", "export", "convert_dataset",
+           "import_mmdet", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

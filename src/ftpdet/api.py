@@ -1,5 +1,5 @@
 """The Python API, mirroring the CLI: ftpdet.train, ftpdet.distill, ftpdet.evaluate_checkpoint, ftpdet.predict,
-ftpdet.export. Each function imports what it needs when called, so `import ftpdet` stays light."""
+ftpdet.export, ftpdet.convert_dataset, ftpdet.import_mmdet. Each function imports what it needs when called, so `import ftpdet` stays light."""
 
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ def evaluate_checkpoint(checkpoint: str | Path, ann: str | Path, images: str | P
     from ftpdet.engine.evaluate import evaluate
     from ftpdet.runtime import load_predictor
 
+    from ftpdet.data.transforms import Resize
+
     model, cfg, cats = load_predictor(checkpoint)
-    dataset = CocoDetection(ann, images, cfg.data.image_size, train=False, categories=cats)
+    dataset = CocoDetection(ann, images, Resize.of(cfg.data), train=False, categories=cats)
     return evaluate(model, dataset, cfg.eval)
 
 
@@ -74,4 +76,22 @@ def predict(checkpoint: str | Path, images: list[str | Path], out: str | Path, s
 
     model, cfg, cats = load_predictor(checkpoint)
     eval_cfg = cfg.eval.model_copy(update={"score_thr": score_thr})
-    return predict_files(model, [Path(p) for p in images], Path(out), cfg.data.image_size, eval_cfg, cats.names)
+    from ftpdet.data.transforms import Resize
+
+    return predict_files(model, [Path(p) for p in images], Path(out), Resize.of(cfg.data), eval_cfg, cats.names)
+
+
+def convert_dataset(src: str | Path, out: str | Path, source: str, to: str = "coco") -> dict[str, dict[str, int]]:
+    """`ftpdet data convert`: a YOLO or VOC dataset to the COCO layout, or (source "coco") a COCO one to YOLO or
+    VOC; returns {split: {images, boxes, crowd}}."""
+    from ftpdet.data.convert import convert
+
+    return convert(source, src, out, to)
+
+
+def import_mmdet(checkpoint: str | Path, out: str | Path, config: str | None = None, ann: str | Path | None = None,
+                 overrides: list[str] | None = None) -> dict[str, Any]:
+    """`ftpdet import mmdet`: an mmdetection GFL checkpoint written as an ftpdet checkpoint (a teacher)."""
+    from ftpdet.import_mmdet import import_mmdet as _import
+
+    return _import(checkpoint, out, config=config, ann=ann, overrides=overrides)

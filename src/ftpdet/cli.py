@@ -26,6 +26,9 @@ app.add_typer(viz_app, name="viz")
 bench_app = typer.Typer(help="Benchmarks: accuracy of every method over paired seeds, speed, the report.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+import_app = typer.Typer(help="Bring a model trained elsewhere in as an ftpdet checkpoint (e.g. a teacher).",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 
 # FTPDET_SMOKE=1 shrinks every schedule to seconds (ftpdet.config.SMOKE_SCHEDULE / SMOKE_DATA, the smoke benchmark
@@ -125,19 +128,27 @@ def data_stats(
 def data_convert(
     src: Annotated[Path, typer.Argument(help="YOLO: data.yaml or its folder; VOC: the root with Annotations/, "
                                              "JPEGImages/ and ImageSets/Main/.")],
-    from_: Annotated[str, typer.Option("--from", help="The source format: yolo | voc.")],
-    out: Annotated[Path, typer.Option(help="Output directory (train/, val/, annotations/), the layout every "
-                                           "command takes.")],
+    from_: Annotated[str, typer.Option("--from", help="The source format: yolo | voc | coco.")],
+    out: Annotated[Path, typer.Option(help="Output directory (COCO: train/, val/, annotations/, the layout every "
+                                           "command takes).")],
+    to: Annotated[str, typer.Option(help="The output format: coco (default), or yolo | voc from --from coco.")] = "coco",
 ) -> None:
-    """Convert a YOLO or Pascal VOC dataset to the COCO layout (DIR/{train,val}/, DIR/annotations/)."""
+    """Convert a YOLO or Pascal VOC dataset to the COCO layout (DIR/{train,val}/, DIR/annotations/), or a COCO one
+    to YOLO or VOC."""
     from ftpdet.data.convert import convert
 
     ensure_writable(out)
-    counts = convert(from_, src, out)
+    counts = convert(from_, src, out, to)
     for split, c in counts.items():
-        crowd = f" ({c['crowd']} marked iscrowd: VOC's difficult)" if c["crowd"] else ""
-        typer.echo(f"{split}: {c['images']} images, {c['boxes']} boxes{crowd} -> {out / split}")
-    typer.echo(f"annotations in {out / 'annotations'}; train with --set data.root={out}")
+        if to == "coco":
+            crowd = f" ({c['crowd']} marked iscrowd: VOC's difficult)" if c["crowd"] else ""
+        else:
+            crowd = f" ({c['crowd']} crowd boxes {'left out' if to == 'yolo' else 'marked difficult'})" if c["crowd"] else ""
+        typer.echo(f"{split}: {c['images']} images, {c['boxes']} boxes{crowd}")
+    if to == "coco":
+        typer.echo(f"written to {out}; train with --set data.root={out}")
+    else:
+        typer.echo(f"written to {out}; train on it in place with --set data.format={to} --set data.root={out}")
 
 
 SetOption = Annotated[
@@ -243,6 +254,27 @@ def export_cmd(
 
     path = export(checkpoint, out, image_size=image_size, dynamic_batch=dynamic_batch, nms=nms)
     typer.echo(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB); check it: ftpdet eval {path} --ann ... --images ...")
+
+
+@import_app.command("mmdet")
+@friendly
+def import_mmdet_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="An mmdetection GFL checkpoint (.pth), e.g. from its model zoo.")],
+    out: Annotated[Path, typer.Option(help="The ftpdet checkpoint to write (use it as --teacher).")],
+    config: Annotated[Optional[str], typer.Option(help="An ftpdet config describing the model (default: read "
+                                                       "from the checkpoint's tensors).")] = None,
+    ann: Annotated[Optional[Path], typer.Option(help="A COCO annotation file of the data to distil on: category "
+                                                     "ids by class name.")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """An mmdetection GFL model (ResNet-18/34/50/101, FPN, GFL head) as an ftpdet checkpoint with the same outputs."""
+    from ftpdet.import_mmdet import import_mmdet
+
+    ensure_writable(out.parent)
+    s = import_mmdet(checkpoint, out, config=config, ann=ann, overrides=overrides or [])
+    order = ", class outputs reordered to the file's ids" if s["reordered"] else ""
+    typer.echo(f"saved {s['out']}: GFL {s['backbone']}, {s['classes']} classes, {s['params_m']:.1f} M params{order}; "
+               f"distil from it with --teacher {s['out']}")
 
 
 @viz_app.command("temperature")

@@ -110,7 +110,9 @@ def export_model(
     model = program.model_proto
     if nms:
         model = _append_nms(model, cfg.eval)
-    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"image_size": size})})
+    # The graph takes size x size images: whatever the training resize was, the exported model is fed letterboxed
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"image_size": size, "resize": "letterbox",
+                                                                      "multiscale": None})})
     meta = {
         "ftpdet_version": version(),
         "config": json.dumps(cfg.model_dump()),

@@ -13,7 +13,7 @@ import torch
 
 from ftpdet.checkpoint import load_model, load_teacher
 from ftpdet.data.coco import decode_image
-from ftpdet.data.transforms import build_transforms, make_sample
+from ftpdet.data.transforms import Resize, build_transforms, make_sample
 from ftpdet.errors import DatasetError
 from ftpdet.methods.functional import split_edges
 from ftpdet.methods.temperature import dlt_temperature
@@ -26,7 +26,7 @@ def temperature_maps(student_ckpt: str | Path, teacher_ckpt: str | Path, image: 
     student, cfg, cats = load_model(student_ckpt)
     teacher, _ = load_teacher(teacher_ckpt, student, cats)
     mode = mode or cfg.distill.ftpd.dlt.mode
-    sample = build_transforms(cfg.data.image_size, train=False)(
+    sample = build_transforms(Resize.of(cfg.data), train=False)(
         make_sample(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
     )
     image = sample["image"].as_subclass(torch.Tensor)

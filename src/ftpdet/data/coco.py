@@ -9,6 +9,7 @@ annotations are kept as negatives (they teach the detector what background looks
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ftpdet.data.transforms import augmentation, letterbox_scale, letterbox_transform, make_sample
+from ftpdet.data.transforms import Resize, augmentation, make_sample
 from ftpdet.errors import DatasetError
 
 
@@ -63,6 +64,11 @@ def read_coco_json(ann_file: str | Path) -> dict[str, Any]:
         raise DatasetError(f"{ann_file}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{ann_file}: cannot read ({e})") from None
+    return check_coco(ann_file, data)
+
+
+def check_coco(ann_file: Path | str, data: Any) -> dict[str, Any]:
+    """Shape-check an instances dict; `ann_file` names where it came from in every error."""
     if not isinstance(data, dict):
         raise DatasetError(f"{ann_file}: expected a JSON object with images/annotations/categories, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
@@ -71,18 +77,59 @@ def read_coco_json(ann_file: str | Path) -> dict[str, Any]:
         if not isinstance(data[key], list):
             raise DatasetError(f"{ann_file}: '{key}' must be a list, got {type(data[key]).__name__}")
     _require(ann_file, data["images"], "images", ("id", "file_name"))
-    _require(ann_file, data["annotations"], "annotations", ("image_id", "category_id", "bbox"))
+    _require(ann_file, data["annotations"], "annotations", ("id", "image_id", "category_id", "bbox"))
     _require(ann_file, data["categories"], "categories", ("id", "name"))
+    _check_references(ann_file, data)
     return data
 
 
-def _require(ann_file: Path, items: list, section: str, keys: tuple[str, ...]) -> None:
+def _require(ann_file: Path | str, items: list, section: str, keys: tuple[str, ...]) -> None:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise DatasetError(f"{ann_file}: {section}[{i}] must be an object, got {type(item).__name__}")
         for key in keys:
             if key not in item:
                 raise DatasetError(f"{ann_file}: {section}[{i}] lacks '{key}'")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _unique_ids(ann_file: Path | str, items: list, section: str) -> set[int]:
+    """The section's ids, each an integer seen once. COCOeval indexes images, annotations and categories by id: a
+    repeated id silently merges two entries there (one annotation evaluated twice, another never)."""
+    first: dict[int, int] = {}
+    for i, item in enumerate(items):
+        if not _is_int(item["id"]):
+            raise DatasetError(f"{ann_file}: {section}[{i}] id must be an integer, got {item['id']!r}")
+        if item["id"] in first:
+            raise DatasetError(f"{ann_file}: {section}[{i}] repeats id {item['id']} of {section}[{first[item['id']]}]")
+        first[item["id"]] = i
+    return set(first)
+
+
+def _check_references(ann_file: Path | str, data: dict[str, Any]) -> None:
+    """Every id unique, every annotation pointing at a listed image and category, every bbox 4 finite numbers:
+    a file that breaks one of these loads in pycocotools without a word and then trains or scores something else
+    than it says."""
+    image_ids = _unique_ids(ann_file, data["images"], "images")
+    category_ids = _unique_ids(ann_file, data["categories"], "categories")
+    _unique_ids(ann_file, data["annotations"], "annotations")
+    for i, ann in enumerate(data["annotations"]):
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                  for v in bbox)):
+            raise DatasetError(f"{ann_file}: annotations[{i}] bbox must be [x, y, width, height], got {bbox!r}")
+        if not all(math.isfinite(v) for v in bbox):
+            raise DatasetError(f"{ann_file}: annotations[{i}] bbox has a non-finite value: {bbox!r}")
+        area = ann.get("area", 0.0)  # COCOeval's small/medium/large split reads it
+        if not (isinstance(area, (int, float)) and not isinstance(area, bool) and math.isfinite(area) and area >= 0):
+            raise DatasetError(f"{ann_file}: annotations[{i}] area must be a finite number >= 0, got {area!r}")
+        if ann["image_id"] not in image_ids:
+            raise DatasetError(f"{ann_file}: annotations[{i}] refers to image_id {ann['image_id']!r}, not in images")
+        if ann["category_id"] not in category_ids:
+            raise DatasetError(f"{ann_file}: annotations[{i}] has category_id {ann['category_id']!r}, not in categories")
 
 
 def categories_of(data: dict[str, Any]) -> Categories:
@@ -113,11 +160,12 @@ def decode_image(path: Path) -> torch.Tensor:
 
 
 def load_records(
-    ann_file: str | Path, image_dir: str | Path, categories: Categories | None = None
+    ann_file: str | Path, image_dir: str | Path, categories: Categories | None = None, coco: dict | None = None
 ) -> tuple[dict[str, Any], Categories, list[ImageRecord]]:
-    """Parse + validate. `categories` fixes the label mapping (validation sets use the training one)."""
+    """Parse + validate. `categories` fixes the label mapping (validation sets use the training one). `coco`: an
+    instances dict already in memory (a YOLO or VOC dataset read in place), `ann_file` then names its source."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
-    data = read_coco_json(ann_file)
+    data = read_coco_json(ann_file) if coco is None else check_coco(ann_file, coco)
     if not image_dir.is_dir():
         raise DatasetError(f"{image_dir}: image directory not found")
     if not data["images"]:
@@ -138,15 +186,10 @@ def load_records(
     dropped = clipped = crowd = 0
     for i, ann in enumerate(data["annotations"]):
         cid = int(ann["category_id"])
-        if cid not in id_to_label:
-            known = "the training categories" if categories is not None else "categories"
-            raise DatasetError(f"{ann_file}: annotations[{i}] has category_id {cid}, not in {known}")
+        if cid not in id_to_label:  # the file's own categories are checked on reading; these are the training ones
+            raise DatasetError(f"{ann_file}: annotations[{i}] has category_id {cid}, not in the training categories")
         iid = int(ann["image_id"])
-        if iid not in records:
-            raise DatasetError(f"{ann_file}: annotations[{i}] refers to image_id {iid}, not in images")
         bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise DatasetError(f"{ann_file}: annotations[{i}] bbox must be [x, y, width, height], got {bbox!r}")
         if ann.get("iscrowd", 0):
             crowd += 1  # COCOeval ignores crowd regions; training does not try to detect them
             continue
@@ -185,22 +228,24 @@ class CocoDetection(Dataset):
         self,
         ann_file: str | Path,
         image_dir: str | Path,
-        image_size: int,
+        image_size: int | Resize,
         train: bool = False,
         categories: Categories | None = None,
         cache_images: bool = False,
         hflip: float = 0.5,
         photometric: bool = True,
+        coco: dict | None = None,
     ) -> None:
         self.ann_file = Path(ann_file)
-        self.coco_json, self.categories, self.records = load_records(ann_file, image_dir, categories)
-        self.image_size = image_size
-        self.letterbox = letterbox_transform(image_size)
+        self.coco_json, self.categories, self.records = load_records(ann_file, image_dir, categories, coco)
+        self.resize = image_size if isinstance(image_size, Resize) else Resize(image_size)
+        self.image_size = self.resize.size
+        self.letterbox = self.resize.transform(train)  # deterministic, except a training multiscale resize
         self.augment = augmentation(hflip, photometric) if train else None
         # Letterboxed (image, boxes, labels) per record: the letterbox is deterministic, so a cached dataset
         # decodes and resizes each image once and a step only pays for the augmentation.
         self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-        if cache_images:
+        if cache_images and (self.resize.deterministic_in_training or not train):
             self._cache = [self._letterboxed(i) for i in range(len(self.records))]
 
     def __len__(self) -> int:
@@ -229,12 +274,17 @@ class CocoDetection(Dataset):
             "boxes": boxes,
             "labels": labels,
             "image_id": rec.image_id,
-            "scale": letterbox_scale(rec.height, rec.width, self.image_size),
+            "scale": self.resize.scale(rec.height, rec.width),  # at the evaluation size
             "orig_size": (rec.height, rec.width),
         }
         return image, target
 
 
-def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
-    images = torch.stack([b[0] for b in batch])  # (B, 3, S, S) uint8
-    return images, [b[1] for b in batch]
+def collate(batch: list[tuple[torch.Tensor, dict]], fill: int = 114) -> tuple[torch.Tensor, list[dict]]:
+    """(B, 3, H, W) uint8: letterboxed squares stack as they are; keep-ratio images of several sizes are padded on
+    the right and bottom to the largest (boxes stay valid)."""
+    images = [b[0] for b in batch]
+    h, w = max(im.shape[-2] for im in images), max(im.shape[-1] for im in images)
+    if any(im.shape[-2:] != (h, w) for im in images):
+        images = [torch.nn.functional.pad(im, (0, w - im.shape[-1], 0, h - im.shape[-2]), value=fill) for im in images]
+    return torch.stack(images), [b[1] for b in batch]

@@ -1,7 +1,8 @@
-"""YOLO and Pascal VOC datasets into the COCO layout every ftpdet command takes.
+"""YOLO and Pascal VOC datasets into the COCO layout every ftpdet command takes, and back.
 
 `ftpdet data convert --from yolo|voc SRC --out DIR` writes DIR/{train,val}/ (the images, hard-linked where the
-file system allows, else copied) and DIR/annotations/instances_{train,val}.json. Each reader checks what it reads and
+file system allows, else copied) and DIR/annotations/instances_{train,val}.json; `--from coco --to yolo|voc` writes
+a COCO-layout dataset in those formats (for other tools, or to train on with `data.format`). Each reader checks what it reads and
 fails in one line naming the file (and the line, for YOLO labels), so a broken label never reaches training.
 
 Conventions, as the tools that own these formats use them:
@@ -45,16 +46,48 @@ class Sample:
     objects: list[tuple[int, float, float, float, float, int]] = field(default_factory=list)
 
 
-def convert(fmt: str, src: str | Path, out: str | Path) -> dict[str, dict[str, int]]:
-    """Read a YOLO or VOC dataset at `src` and write it to `out` in the COCO layout; returns per-split counts."""
-    src, out = Path(src), Path(out)
+def read_dataset(fmt: str, src: str | Path) -> tuple[list[str], dict[str, list[Sample]]]:
+    """Class names and the samples of each split of the YOLO or VOC dataset at `src`."""
     if fmt == "yolo":
-        names, splits = read_yolo(src)
-    elif fmt == "voc":
-        names, splits = read_voc(src)
-    else:
-        raise DatasetError(f"--from {fmt}: choose yolo or voc")
-    return {split: write_coco_split(out, split, names, samples) for split, samples in splits.items()}
+        return read_yolo(Path(src))
+    if fmt == "voc":
+        return read_voc(Path(src))
+    raise DatasetError(f"--from {fmt}: choose yolo or voc")
+
+
+def convert(fmt: str, src: str | Path, out: str | Path, to: str = "coco") -> dict[str, dict[str, int]]:
+    """Read the `fmt` dataset at `src` and write it to `out` as `to`; returns per-split counts. One side is COCO."""
+    if (fmt == "coco") == (to == "coco"):
+        raise DatasetError(f"--from {fmt} --to {to}: one side must be coco (yolo or voc to coco, or coco to yolo or voc)")
+    if to != "coco":
+        if to not in ("yolo", "voc"):
+            raise DatasetError(f"--to {to}: choose coco, yolo or voc")
+        names, splits = read_coco_layout(Path(src))
+        writer = write_yolo_split if to == "yolo" else write_voc_split
+        return {split: writer(Path(out), split, names, samples) for split, samples in splits.items()}
+    names, splits = read_dataset(fmt, src)
+    return {split: write_coco_split(Path(out), split, names, samples) for split, samples in splits.items()}
+
+
+def coco_splits(fmt: str, src: str | Path) -> dict[str, dict]:
+    """{split: COCO dict} of a YOLO or VOC dataset, read in place (`data.format`): what `convert` would write, with
+    each image's absolute path as its file_name instead of a linked copy."""
+    names, splits = read_dataset(fmt, src)
+    return {split: coco_dict(names, samples, [str(s.path.resolve()) for s in samples])
+            for split, samples in splits.items()}
+
+
+def coco_dict(names: list[str], samples: list[Sample], file_names: list[str]) -> dict:
+    """The COCO instances dict: image ids 1..N in order, category ids 1..C (class index + 1)."""
+    images, annotations = [], []
+    for i, (sample, name) in enumerate(zip(samples, file_names), 1):
+        images.append({"id": i, "file_name": name, "width": sample.width, "height": sample.height})
+        for c, x, y, w, h, crowd in sample.objects:
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": c + 1,
+                                "bbox": [round(v, 3) for v in (x, y, w, h)], "area": round(w * h, 3),
+                                "iscrowd": crowd})
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(names)]}
 
 
 # -- YOLO ---------------------------------------------------------------------------------------------------------
@@ -234,9 +267,11 @@ def write_coco_split(out: Path, split: str, names: list[str], samples: list[Samp
     img_dir, ann_dir = out / split, out / "annotations"
     img_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations, used = [], [], set()
+    file_names: list[str] = []
+    used: set[str] = set()
     for i, sample in enumerate(samples, 1):
         name = sample.path.name if sample.path.name not in used else f"{i:06d}_{sample.path.name}"
+        file_names.append(name)
         used.add(name)
         target = img_dir / name
         if target.exists() or target.is_symlink():
@@ -245,15 +280,106 @@ def write_coco_split(out: Path, split: str, names: list[str], samples: list[Samp
             os.link(sample.path, target)
         except OSError:  # another file system, or links refused: copy
             shutil.copyfile(sample.path, target)
-        images.append({"id": i, "file_name": name, "width": sample.width, "height": sample.height})
-        for c, x, y, w, h, crowd in sample.objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": c + 1,
-                                "bbox": [round(v, 3) for v in (x, y, w, h)], "area": round(w * h, 3),
-                                "iscrowd": crowd})
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(names)]}
+    coco = coco_dict(names, samples, file_names)
+    annotations = coco["annotations"]
     path = ann_dir / f"instances_{split}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(coco))
     tmp.replace(path)
-    return {"images": len(images), "boxes": len(annotations), "crowd": sum(a["iscrowd"] for a in annotations)}
+    return {"images": len(samples), "boxes": len(annotations), "crowd": sum(a["iscrowd"] for a in annotations)}
+
+
+# -- COCO to YOLO / VOC ---------------------------------------------------------------------------------------------
+def read_coco_layout(src: Path) -> tuple[list[str], dict[str, list[Sample]]]:
+    """A dataset in ftpdet's layout (src/annotations/instances_{train,val}.json, src/{train,val}/) as samples,
+    boxes clipped to their image; crowd annotations keep their flag (VOC's difficult, left out of YOLO labels)."""
+    from ftpdet.data.coco import categories_of, read_coco_json
+
+    names: list[str] | None = None
+    splits = {}
+    for split in SPLITS:
+        data = read_coco_json(src / "annotations" / f"instances_{split}.json")  # validated: ids, references, boxes
+        cats = categories_of(data)
+        if names is None:
+            names = cats.names
+        elif cats.names != names:
+            raise DatasetError(f"{src}: train and val list other categories ({names} vs {cats.names})")
+        label = cats.id_to_label
+        samples = {}
+        for img in data["images"]:
+            path = src / split / str(img["file_name"])
+            width, height = _image_size(path)
+            samples[img["id"]] = Sample(path, width, height)
+        for ann in data["annotations"]:
+            sample = samples[ann["image_id"]]
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            x0, y0 = min(max(x, 0.0), sample.width), min(max(y, 0.0), sample.height)
+            x1, y1 = min(max(x + w, 0.0), sample.width), min(max(y + h, 0.0), sample.height)
+            if x1 - x0 > 0 and y1 - y0 > 0:
+                sample.objects.append((label[ann["category_id"]], x0, y0, x1 - x0, y1 - y0, int(bool(ann.get("iscrowd")))))
+        splits[split] = list(samples.values())
+    return names or [], splits
+
+
+def _link(src: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    try:
+        os.link(src, target)
+    except OSError:  # another file system, or links refused: copy
+        shutil.copyfile(src, target)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_yolo_split(out: Path, split: str, names: list[str], samples: list[Sample]) -> dict[str, int]:
+    """out/images/<split>/, out/labels/<split>/<stem>.txt (class cx cy w h, normalised) and out/data.yaml."""
+    boxes = crowd = 0
+    for sample in samples:
+        _link(sample.path, out / "images" / split / sample.path.name)
+        lines = []
+        for c, x, y, w, h, is_crowd in sample.objects:
+            if is_crowd:  # YOLO has no ignore regions
+                crowd += 1
+                continue
+            W, H = sample.width, sample.height
+            lines.append(f"{c} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}")
+        boxes += len(lines)
+        _write_atomic(out / "labels" / split / f"{sample.path.stem}.txt", "".join(ln + "\n" for ln in lines))
+    spec = {"path": ".", "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
+    _write_atomic(out / "data.yaml", yaml.safe_dump(spec, sort_keys=False))
+    return {"images": len(samples), "boxes": boxes, "crowd": crowd}
+
+
+def write_voc_split(out: Path, split: str, names: list[str], samples: list[Sample]) -> dict[str, int]:
+    """out/JPEGImages/, out/Annotations/<id>.xml (1-based inclusive corners; crowd as difficult) and
+    out/ImageSets/Main/<split>.txt; ids are `<split>_<stem>` so the splits never collide."""
+    ids, boxes, crowd = [], 0, 0
+    for sample in samples:
+        image_id = f"{split}_{sample.path.stem}"
+        ids.append(image_id)
+        filename = f"{image_id}{sample.path.suffix}"
+        _link(sample.path, out / "JPEGImages" / filename)
+        root = ET.Element("annotation")
+        ET.SubElement(root, "filename").text = filename
+        size = ET.SubElement(root, "size")
+        for tag, value in (("width", sample.width), ("height", sample.height), ("depth", 3)):
+            ET.SubElement(size, tag).text = str(value)
+        for c, x, y, w, h, is_crowd in sample.objects:
+            obj = ET.SubElement(root, "object")
+            ET.SubElement(obj, "name").text = names[c]
+            ET.SubElement(obj, "difficult").text = str(is_crowd)
+            box = ET.SubElement(obj, "bndbox")
+            for tag, value in (("xmin", x + 1), ("ymin", y + 1), ("xmax", x + w), ("ymax", y + h)):
+                ET.SubElement(box, tag).text = f"{value:.3f}".rstrip("0").rstrip(".")
+            boxes += 1
+            crowd += is_crowd
+        _write_atomic(out / "Annotations" / f"{image_id}.xml", ET.tostring(root, encoding="unicode"))
+    _write_atomic(out / "ImageSets" / "Main" / f"{split}.txt", "".join(i + "\n" for i in ids))
+    return {"images": len(samples), "boxes": boxes, "crowd": crowd}

@@ -6,13 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from ftpdet.data.coco import categories_of, read_coco_json
+from ftpdet.errors import DatasetError
 
 # COCO's size buckets, by area in pixels: small < 32^2 <= medium < 96^2 <= large.
 SIZE_BUCKETS = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, float("inf")))
 
 
 def dataset_stats(ann_file: str | Path) -> dict[str, Any]:
-    data = read_coco_json(ann_file)
+    data = read_coco_json(ann_file)  # ids unique, references resolved, boxes 4 finite numbers
+    if not data["images"]:
+        raise DatasetError(f"{ann_file}: empty dataset (no images), nothing to count")
     cats = categories_of(data)
     names = dict(zip(cats.ids, cats.names))
     per_class = {n: 0 for n in cats.names}
@@ -20,13 +23,13 @@ def dataset_stats(ann_file: str | Path) -> dict[str, Any]:
     per_class_size = {n: {b[0]: 0 for b in SIZE_BUCKETS} for n in cats.names}
     annotated = set()
     for ann in data["annotations"]:
-        name = names.get(int(ann["category_id"]), f"unknown id {ann['category_id']}")
-        per_class[name] = per_class.get(name, 0) + 1
+        name = names[ann["category_id"]]
+        per_class[name] += 1
         w, h = float(ann["bbox"][2]), float(ann["bbox"][3])
         area = float(ann.get("area", w * h))
         bucket = next(b for b, lo, hi in SIZE_BUCKETS if lo <= area < hi)
         sizes[bucket] += 1
-        per_class_size.setdefault(name, {b[0]: 0 for b in SIZE_BUCKETS})[bucket] += 1
+        per_class_size[name][bucket] += 1
         annotated.add(ann["image_id"])
     return {
         "file": str(ann_file),

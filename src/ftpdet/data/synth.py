@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
 
 from ftpdet.files import ensure_writable
+from ftpdet.progress import progress_bar
 
 SHAPES: tuple[str, ...] = (
     "circle",
@@ -213,7 +213,7 @@ def write_split(
     img_dir = out / split
     img_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    for i in tqdm(range(num_images), desc=f"synth {split}", unit="img", leave=False):
+    for i in progress_bar(range(num_images), desc=f"synth {split}", unit="img", lines=False):
         rng = np.random.default_rng([seed, split_id, i])
         pixels, objects = render_image(rng, size, num_classes, min_object_size)
         name = f"{i:06d}.png"

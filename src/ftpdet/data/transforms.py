@@ -1,12 +1,17 @@
 """Augmentation with torchvision.transforms.v2, boxes carried as tv_tensors.BoundingBoxes.
 
-Every image is letterboxed to a square: scaled so its longer side is `size`, then padded on the right
-and bottom. Padding only there keeps box coordinates valid after scaling, so mapping a detection back
-to the original image is a single division by the scale.
+By default every image is letterboxed to a square: scaled so its longer side is `size`, then padded on the right
+and bottom. `data.resize: keep_ratio` resizes as mmdetection does for COCO instead: the shorter side to `size`
+(in training, a random side in `data.multiscale`), the longer side at most `data.max_size`, then padded on the right
+and bottom to a multiple of 32; a batch is padded to its largest image. Padding only on the right and bottom keeps
+box coordinates valid after scaling, so mapping a detection back to the original image is a single division by the
+scale.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,10 +39,74 @@ class Letterbox(v2.Transform):
         return {"new_size": [nh, nw], "padding": [0, 0, self.size - nw, self.size - nh]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.BoundingBoxes)):
-            return inpt  # labels and other plain values pass through
-        out = F.resize(inpt, params["new_size"], antialias=True)
-        return F.pad(out, params["padding"], fill=self.fill if isinstance(inpt, tv_tensors.Image) else 0)
+        return resize_and_pad(inpt, params, self.fill)
+
+
+def resize_and_pad(inpt: Any, params: dict[str, Any], fill: int) -> Any:
+    """Resize an image or its boxes to params["new_size"], then pad by params["padding"] (right and bottom)."""
+    if not isinstance(inpt, (tv_tensors.Image, tv_tensors.BoundingBoxes)):
+        return inpt  # labels and other plain values pass through
+    out = F.resize(inpt, params["new_size"], antialias=True)
+    return F.pad(out, params["padding"], fill=fill if isinstance(inpt, tv_tensors.Image) else 0)
+
+
+def keep_ratio_scale(height: int, width: int, short: int, long: int) -> float:
+    """mmdetection's keep-ratio rescale: the shorter side to `short` unless the longer would exceed `long`."""
+    return min(short / min(height, width), long / max(height, width))
+
+
+class KeepRatioResize(v2.Transform):
+    """Resize keeping the aspect ratio (shorter side `short`, or a random integer in [short[0], short[1]]; longer
+    side at most `long`), then pad on the right and bottom to a multiple of `divisor`."""
+
+    def __init__(self, short: int | tuple[int, int], long: int, divisor: int = 32, fill: int = 114) -> None:
+        super().__init__()
+        self.short, self.long, self.divisor, self.fill = short, long, divisor, fill
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        short = self.short if isinstance(self.short, int) else int(torch.randint(self.short[0], self.short[1] + 1, ()))
+        s = keep_ratio_scale(h, w, short, self.long)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        ph, pw = math.ceil(nh / self.divisor) * self.divisor, math.ceil(nw / self.divisor) * self.divisor
+        return {"new_size": [nh, nw], "padding": [0, 0, pw - nw, ph - nh]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return resize_and_pad(inpt, params, self.fill)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How an image becomes the network's input (data.resize, data.image_size, data.max_size, data.multiscale)."""
+
+    size: int
+    mode: str = "letterbox"  # letterbox | keep_ratio
+    max_size: int = 1333  # keep_ratio: the longer side's cap
+    multiscale: tuple[int, int] | None = None  # keep_ratio, training: the shorter side drawn from this range
+
+    @classmethod
+    def of(cls, data: Any) -> Resize:
+        """From a DataConfig (or anything with its fields)."""
+        multi = getattr(data, "multiscale", None)
+        return cls(data.image_size, getattr(data, "resize", "letterbox"), getattr(data, "max_size", 1333),
+                   tuple(multi) if multi else None)
+
+    @property
+    def deterministic_in_training(self) -> bool:
+        return self.mode == "letterbox" or self.multiscale is None
+
+    def scale(self, height: int, width: int) -> float:
+        """Network input / original, at evaluation (what maps a detection back to the original pixels)."""
+        if self.mode == "letterbox":
+            return letterbox_scale(height, width, self.size)
+        return keep_ratio_scale(height, width, self.size, self.max_size)
+
+    def transform(self, train: bool = False) -> v2.Compose:
+        """The resize, then boxes that shrank below 1 px dropped. Deterministic unless training with multiscale."""
+        if self.mode == "letterbox":
+            return letterbox_transform(self.size)
+        short = self.multiscale if train and self.multiscale else self.size
+        return v2.Compose([KeepRatioResize(short, self.max_size), v2.SanitizeBoundingBoxes(min_size=1.0)])
 
 
 def letterbox_transform(size: int) -> v2.Compose:
@@ -57,9 +126,11 @@ def augmentation(hflip: float = 0.5, photometric: bool = True) -> v2.Compose | N
     return v2.Compose(ops) if ops else None
 
 
-def build_transforms(size: int, train: bool, hflip: float = 0.5, photometric: bool = True) -> v2.Compose:
-    """Eval: letterbox. Train: letterbox, then `augmentation` (what CocoDetection does in two stages)."""
-    ops: list = [letterbox_transform(size)]
+def build_transforms(size: int | Resize, train: bool, hflip: float = 0.5, photometric: bool = True) -> v2.Compose:
+    """Eval: the resize (a letterbox for an int size). Train: the resize, then `augmentation` (what CocoDetection
+    does in two stages)."""
+    resize = size if isinstance(size, Resize) else Resize(size)
+    ops: list = [resize.transform(train)]
     augment = augmentation(hflip, photometric) if train else None
     if augment is not None:
         ops.append(augment)

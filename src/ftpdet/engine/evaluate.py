@@ -18,10 +18,10 @@ from faster_coco_eval import COCO
 from faster_coco_eval import COCOeval_faster as COCOeval
 from torch.utils.data import DataLoader
 from torchvision.ops import clip_boxes_to_image
-from tqdm import tqdm
 
 from ftpdet.data.coco import CocoDetection, collate
 from ftpdet.predictor import Predictor
+from ftpdet.progress import progress_bar
 from ftpdet.sections import EvalConfig
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -73,7 +73,7 @@ def run_detector(model: Predictor, dataset: CocoDetection, cfg: EvalConfig, prog
     # how often a run evaluates would change its training augmentation.
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator())
     results: list[dict[str, Any]] = []
-    for images, targets in tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress):
+    for images, targets in progress_bar(loader, desc="eval", unit="batch", enabled=progress, lines=False):
         dets = model.predict(images.to(model.device), cfg)
         results.extend(to_coco_results(dets, targets, dataset.categories.ids))
     return results

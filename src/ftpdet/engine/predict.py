@@ -11,7 +11,7 @@ from torchvision.utils import draw_bounding_boxes
 from torchvision.ops import clip_boxes_to_image
 
 from ftpdet.data.coco import decode_image
-from ftpdet.data.transforms import build_transforms, letterbox_scale, make_sample
+from ftpdet.data.transforms import Resize, build_transforms, make_sample
 from ftpdet.errors import DatasetError
 from ftpdet.files import ensure_writable
 from ftpdet.predictor import Predictor
@@ -22,15 +22,16 @@ _PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 1
 
 
 @torch.no_grad()
-def predict_image(model: Predictor, path: Path, image_size: int, cfg: EvalConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def predict_image(model: Predictor, path: Path, image_size: int | Resize, cfg: EvalConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Original image (3, H, W) uint8 and its detections, boxes xyxy in original pixels."""
+    resize = image_size if isinstance(image_size, Resize) else Resize(image_size)
     image = decode_image(path)
     h, w = image.shape[-2:]
-    sample = build_transforms(image_size, train=False)(
+    sample = build_transforms(resize, train=False)(
         make_sample(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
     )
     det = model.predict(sample["image"].as_subclass(torch.Tensor)[None].to(model.device), cfg)[0]
-    boxes = clip_boxes_to_image(det["boxes"].cpu() / letterbox_scale(h, w, image_size), (h, w))
+    boxes = clip_boxes_to_image(det["boxes"].cpu() / resize.scale(h, w), (h, w))
     return image, {"boxes": boxes, "scores": det["scores"].cpu(), "labels": det["labels"].cpu()}
 
 
@@ -46,7 +47,7 @@ def draw_detections(image: torch.Tensor, det: dict[str, torch.Tensor], class_nam
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
 
 
-def predict_files(model: Predictor, paths: list[Path], out_dir: Path, image_size: int, cfg: EvalConfig, class_names: list[str]) -> list[Path]:
+def predict_files(model: Predictor, paths: list[Path], out_dir: Path, image_size: int | Resize, cfg: EvalConfig, class_names: list[str]) -> list[Path]:
     ensure_writable(out_dir)
     written = []
     for path in paths:

@@ -131,15 +131,16 @@ class StepOutput:
 
 class TrainStep:
     """trainee forward -> weigh -> sum -> finite check (all ranks agree) -> zero_grad -> backward -> clip -> step
-    -> learning-rate schedule and weight average, when given.
+    -> learning-rate schedule and weight average, when given. With `scaler` (train.amp fp16), the loss is scaled
+    before backward and the gradients unscaled before clipping (torch.amp.GradScaler).
 
     `forward` is what runs the trainee: the trainee itself, or its DistributedDataParallel wrapper."""
 
     def __init__(self, trainee: Trainee, optimizer: torch.optim.Optimizer, weights: dict[str, float],
                  grad_clip: float | None = None, scheduler=None, forward: nn.Module | None = None,
-                 ema: AveragedModel | None = None) -> None:
+                 ema: AveragedModel | None = None, scaler: torch.amp.GradScaler | None = None) -> None:
         self.trainee, self.optimizer, self.weights = trainee, optimizer, weights
-        self.grad_clip, self.scheduler, self.ema = grad_clip, scheduler, ema
+        self.grad_clip, self.scheduler, self.ema, self.scaler = grad_clip, scheduler, ema, scaler
         self.forward = forward if forward is not None else trainee
 
     def __call__(self, images: torch.Tensor, targets: list[dict]) -> StepOutput:
@@ -150,11 +151,17 @@ class TrainStep:
             raise NonFiniteLoss({k: v.item() for k, v in weighted.items()})
         self.optimizer.zero_grad(set_to_none=True)
         with record_function("backward"):
-            loss.backward()
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         with record_function("optimizer"):
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients; skipped steps keep inf/nan out
             if self.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.trainee.parameters(), self.grad_clip)
-            self.optimizer.step()
+            if self.scaler is None:
+                self.optimizer.step()
+            else:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             if self.scheduler is not None:
                 self.scheduler.step()
         if self.ema is not None:

@@ -4,7 +4,8 @@ engine/step.py, shared with `ftpdet bench speed`.
 
 With train.ema, the weight average is what is evaluated and what checkpoints give for inference.
 Run directory: config.yaml (resolved), metrics.jsonl (one JSON object per log step / eval; every loss term
-weighted under its name and raw as `<name>_raw`), last.pt and best.pt (atomic), curves.png, eval.json.
+weighted under its name and raw as `<name>_raw`), tensorboard/ when train.loggers lists it (engine/loggers.py),
+last.pt and best.pt (atomic), curves.png, eval.json.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
-from tqdm import tqdm
 
 import ftpdet.distributed as dist
 from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, save_checkpoint
 from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
+from ftpdet.data.convert import coco_splits
+from ftpdet.data.transforms import Resize
 from ftpdet.engine.evaluate import evaluate, summarize
+from ftpdet.engine.loggers import RunLog
 from ftpdet.engine.onnx_teacher import teacher_runtime
 from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
@@ -38,6 +41,7 @@ from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, build_detector
 from ftpdet.models.precision import Precision
+from ftpdet.progress import progress_bar, progress_write
 from ftpdet.sections import TrainConfig
 
 
@@ -50,11 +54,18 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """Multiplier on cfg.lr: linear warmup from 0.1 over warmup_steps (large early updates on a randomly
-    initialised head blow up GroupNorm statistics), then cosine from 1 down to min_lr_ratio."""
+def lr_factor(step: int, total_steps: int, cfg: TrainConfig, steps_per_epoch: int = 1) -> float:
+    """Multiplier on cfg.lr: linear warmup from warmup_ratio over warmup_steps (large early updates on a randomly
+    initialised head blow up GroupNorm statistics), then cosine from 1 down to min_lr_ratio, or (lr_schedule
+    step) 0.1 ** (the lr_steps epochs already done), as mmdetection's step policy."""
+    # The complement is rounded so that a ratio written in decimal has its exact decimal complement (1 - 0.1 is
+    # 0.8999999999999999 in floats, 0.9 here): the default schedule stays bit for bit what it was before the ratio
+    # became a setting, and with it every run's numbers.
+    warm = cfg.warmup_ratio + round(1 - cfg.warmup_ratio, 12) * step / cfg.warmup_steps if step < cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "step":
+        return warm * 0.1 ** sum(step >= e * steps_per_epoch for e in cfg.lr_steps)
     if step < cfg.warmup_steps:
-        return 0.1 + 0.9 * step / cfg.warmup_steps
+        return warm
     progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
     cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
@@ -63,14 +74,30 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
 def build_datasets(cfg: Config, categories: Categories | None = None) -> tuple[CocoDetection, CocoDetection]:
     d = cfg.data
     d.require_paths()
+    if d.format == "coco":
+        sources = {"train": (d.train_ann, d.train_images, None), "val": (d.val_ann, d.val_images, None)}
+    else:  # YOLO or VOC read in place: COCO dicts in memory whose file_names are absolute paths
+        splits = coco_splits(d.format, d.root)
+        folder = d.root if Path(d.root).is_dir() else str(Path(d.root).parent)  # a YOLO root may be its data.yaml
+        sources = {split: (f"{d.root} ({d.format} {split})", folder, splits[split]) for split in ("train", "val")}
+    resize = Resize.of(d)
+    ann, images, coco = sources["train"]
     train_ds = CocoDetection(
-        d.train_ann, d.train_images, d.image_size, train=True, categories=categories,
-        cache_images=d.cache_images, hflip=d.hflip, photometric=d.photometric,
+        ann, images, resize, train=True, categories=categories,
+        cache_images=d.cache_images, hflip=d.hflip, photometric=d.photometric, coco=coco,
     )
+    ann, images, coco = sources["val"]
     val_ds = CocoDetection(
-        d.val_ann, d.val_images, d.image_size, train=False, categories=train_ds.categories, cache_images=d.cache_images
+        ann, images, resize, train=False, categories=train_ds.categories, cache_images=d.cache_images, coco=coco
     )
     return train_ds, val_ds
+
+
+def loader_workers(num_workers: int | None, device: torch.device) -> int:
+    """data.num_workers, or its default: none on a CPU, up to 8 loader processes on CUDA."""
+    if num_workers is not None:
+        return num_workers
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,24 +126,6 @@ class EpochSampler(Sampler):
 
 def signal_name(signum: int | None) -> str:
     return signal.Signals(signum).name if signum else "a signal to another process"
-
-
-class MetricsLog:
-    """metrics.jsonl: append-only, one JSON object per line, flushed at once so a crash loses nothing."""
-
-    def __init__(self, path: Path, keep_from_step: int | None = None) -> None:
-        self.path = path
-        if keep_from_step is not None and path.exists():
-            # On resume, drop lines written after the checkpoint we resume from: they will be redone.
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= keep_from_step]
-            path.write_text("".join(ln + "\n" for ln in kept))
-        elif path.exists():
-            path.unlink()
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 @dataclass
@@ -221,18 +230,20 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed,
                                               drop_last=True))
     batch_size = dist.per_rank_batch(tc.batch_size, world)
+    workers = loader_workers(cfg.data.num_workers, device)
     loader = DataLoader(
         train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
-        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+        num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
     )
     steps_per_epoch = len(sampler.base) // batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training set ({len(train_ds)} images)")
     total_steps = steps_per_epoch * tc.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, tc))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, tc, steps_per_epoch))
+    scaler = torch.amp.GradScaler(device.type) if tc.amp == "fp16" else None
     weights = weight_table(cfg.loss, cfg.distill, method if teacher is not None else None)
     ema = weight_average(model, tc.ema, tc.warmup_steps) if tc.ema is not None else None
-    step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward, ema)
+    step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward, ema, scaler)
     run = Run(cfg, Path(tc.out_dir), rank, world, device, train_ds, val_ds, model, trainee, step, sampler, loader,
               batch_size, steps_per_epoch, method if teacher is not None else None, teacher, ema)
     if ckpt is not None:
@@ -245,6 +256,8 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
         trainee.methods.load_state_dict(ckpt.get("distill_state", {}))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and "grad_scaler" in ckpt:
+            scaler.load_state_dict(ckpt["grad_scaler"])
         rng = ckpt.get("rng_ranks") or [ckpt["rng"]]
         if len(rng) == world:
             torch.set_rng_state(rng[rank])
@@ -267,6 +280,7 @@ def save_last(run: Run, epoch: int, improved: bool) -> None:
         "model": run.model.state_dict(),
         "optimizer": run.step.optimizer.state_dict(),
         "scheduler": run.step.scheduler.state_dict(),
+        **({"grad_scaler": run.step.scaler.state_dict()} if run.step.scaler is not None else {}),
         "epoch": epoch,
         "step": run.global_step,
         "best_ap": run.best_ap,
@@ -290,7 +304,7 @@ def save_last(run: Run, epoch: int, improved: bool) -> None:
         save_checkpoint({k: v for k, v in state.items() if k not in drop}, run.best_path)
 
 
-def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopRequest, progress: bool) -> bool:
+def train_epoch(run: Run, epoch: int, log: RunLog | None, stop: dist.StopRequest, progress: bool) -> bool:
     """One epoch of steps (from where a mid-epoch stop left it); logs every `log_every` steps. Returns False when
     a stop was requested (the epoch is then incomplete)."""
     tc = run.cfg.train
@@ -299,8 +313,8 @@ def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopReq
     running: dict[str, float] = {}
     count = 0
     t_epoch = time.perf_counter()
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", leave=False, disable=not progress,
-               initial=skip, total=run.steps_per_epoch)
+    bar = progress_bar(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", enabled=progress, initial=skip,
+                       total=run.steps_per_epoch)
     completed = True
     for images, targets in bar:
         try:
@@ -320,7 +334,7 @@ def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopReq
             record = dist.mean_over_ranks({k: v / count for k, v in running.items()})
             if log is not None:
                 bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in record.items() if not k.endswith("_raw")})
-                log.write({"step": run.global_step, "epoch": epoch + 1, "lr": run.step.scheduler.get_last_lr()[0],
+                log.train({"step": run.global_step, "epoch": epoch + 1, "lr": run.step.scheduler.get_last_lr()[0],
                            **record})
             running, count = {}, 0
         if dist.any_rank(stop.requested):
@@ -331,17 +345,17 @@ def train_epoch(run: Run, epoch: int, log: MetricsLog | None, stop: dist.StopReq
     return completed
 
 
-def evaluate_epoch(run: Run, epoch: int, log: MetricsLog | None, progress: bool) -> bool:
+def evaluate_epoch(run: Run, epoch: int, log: RunLog | None, progress: bool) -> bool:
     """COCO AP of the student on the validation set (rank 0; every rank gets the numbers). Returns whether it
     improved on the best AP so far."""
-    metrics = evaluate(run.inference_model, run.val_ds, run.cfg.eval, progress=progress)[0] if run.main else None
+    metrics, detections = evaluate(run.inference_model, run.val_ds, run.cfg.eval, progress=progress) if run.main else (None, [])
     metrics = dist.broadcast(metrics)
     run.history.append({"epoch": epoch + 1, "step": run.global_step, "metrics": metrics})
     improved = metrics["AP"] > run.best_ap
     run.best_ap = max(run.best_ap, metrics["AP"])
     if log is not None:
-        log.write({"step": run.global_step, "epoch": epoch + 1, "eval": metrics, "train_seconds": run.train_seconds})
-        tqdm.write(f"epoch {epoch + 1}/{run.cfg.train.epochs}  {summarize(metrics)}  ({run.train_seconds:.0f} s training)")
+        log.eval(run.global_step, epoch + 1, metrics, run.train_seconds, detections)
+        progress_write(f"epoch {epoch + 1}/{run.cfg.train.epochs}  {summarize(metrics)}  ({run.train_seconds:.0f} s training)")
     return improved
 
 
@@ -368,7 +382,7 @@ def train(
     log = None
     if run.main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        log = MetricsLog(out / "metrics.jsonl", keep_from_step=run.global_step if ckpt else None)
+        log = RunLog(out, tc.loggers, keep_from_step=run.global_step if ckpt else None, val_ds=run.val_ds)
         what = f"distill ({run.method}) from {teacher}" if run.method else "train"
         procs = f" x {run.world} processes" if run.world > 1 else ""
         print(f"ftpdet {what}: {len(run.train_ds)} train / {len(run.val_ds)} val images, {run.train_ds.num_classes} "
@@ -380,6 +394,8 @@ def train(
         for epoch in range(run.epoch, end_epoch):
             if not train_epoch(run, epoch, log, stop, progress):
                 save_last(run, epoch, improved=False)  # mid-epoch: `epoch` epochs done, the step says how far in
+                if log is not None:
+                    log.close()
                 if run.main:
                     print(f"\nstopped by {signal_name(stop.signum)} at step {run.global_step} (epoch {epoch + 1}); "
                           f"{run.last_path} holds this step: continue with --resume")
@@ -395,6 +411,8 @@ def train(
     history = run.history
     last_metrics: dict[str, float] = history[-1]["metrics"] if history else {}
     best = max((h["metrics"] for h in history), key=lambda m: m["AP"], default={})
+    if log is not None:
+        log.close()
     if run.main:
         from ftpdet.plots import plot_curves  # matplotlib import costs ~1 s: only when a run finishes
 

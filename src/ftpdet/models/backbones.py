@@ -1,8 +1,10 @@
-"""torchvision backbones returning C3..C5 (strides 8, 16, 32).
+"""Backbones returning C3..C5 (strides 8, 16, 32): torchvision's ResNets and MobileNetV3s, and any timm model
+(`timm:<name>`) through timm's `features_only`.
 
-Random init by default: nothing downloads. `weights` is either a local file holding a torchvision
-state_dict (loaded with weights_only=True) or "torchvision:<NAME>" for torchvision's published
-weights (e.g. torchvision:IMAGENET1K_V1), which needs internet the first time.
+Random init by default: nothing downloads. `weights` is either a local file (a torchvision or timm state_dict,
+loaded with weights_only=True or from safetensors; or an ftpdet checkpoint whose backbone is taken),
+"torchvision:<NAME>" for torchvision's published weights (e.g. torchvision:IMAGENET1K_V1), or "timm" for timm's
+pretrained weights of a timm model; those two need internet the first time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from ftpdet.files import safe_load
 
 _HEAD_KEYS = ("fc.", "classifier.")  # ImageNet classifier layers: present in weight files, unused here
 LEVELS = ("c3", "c4", "c5")  # strides 8, 16, 32
+TIMM_PREFIX = "timm:"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def stage_width(stage: nn.Module) -> int:
@@ -49,6 +54,11 @@ class ResNetFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(x).values())
 
+    def stages(self, count: int) -> list[nn.Module]:
+        """The stem (conv1, bn1) and layer1..layer`count`: what mmdetection's frozen_stages=count freezes."""
+        names = ["conv1", "bn1"] + [f"layer{i}" for i in range(1, count + 1)]
+        return [self.body.get_submodule(n) for n in names]
+
 
 class MobileNetFeatures(nn.Module):
     """MobileNetV3 `features` cut at the last block of each stride 8 / 16 / 32 (later blocks are dropped)."""
@@ -61,6 +71,99 @@ class MobileNetFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.features(x).values())
+
+
+class TimmFeatures(nn.Module):
+    """A timm model built with `features_only`: of its feature maps, the last one at each of strides 8, 16 and 32.
+    `mean` / `std` are the input normalisation its pretrained weights expect (ImageNet's for most models)."""
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        super().__init__()
+        self.body = model
+        info = model.feature_info
+        last = {r: i for i, r in enumerate(info.reduction())}  # stride -> index of its last feature map
+        missing = [s for s in (8, 16, 32) if s not in last]
+        if missing:
+            raise ConfigError(f"model.backbone: timm:{name} has no feature map at stride {missing} "
+                              f"(its strides: {info.reduction()}); the FPN needs 8, 16 and 32")
+        self.taps = [last[s] for s in (8, 16, 32)]
+        self.out_channels = [info.channels()[i] for i in self.taps]
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+        self.std = tuple(cfg.get("std", IMAGENET_STD))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.body(x)
+        return [feats[i] for i in self.taps]
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from a .safetensors file or a torch file (weights_only=True); an ftpdet checkpoint's
+    dictionary is returned as it is, for the caller to recognise."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for truncated or foreign files
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    state = safe_load(path, "backbone weights file")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
+    return state
+
+
+def build_timm_backbone(name: str, width_mult: float, weights: str | None) -> TimmFeatures:
+    """`timm:<name>` through timm's features_only. weights: None (random), "timm" (timm's pretrained weights,
+    downloaded by timm), a state_dict file of that timm model, or an ftpdet checkpoint with that backbone."""
+    import timm
+
+    if width_mult != 1.0:
+        raise ConfigError(f"model.width_mult: timm models take their width from the name (e.g. "
+                          f"timm:mobilenetv3_small_050), not width_mult {width_mult}")
+    if not timm.is_model(name):
+        raise ConfigError(f"model.backbone: timm has no model {name!r} (list them with timm.list_models())")
+    pretrained = weights == "timm"
+    try:
+        model = timm.create_model(name, pretrained=pretrained, features_only=True)
+    except Exception as e:  # no internet, no pretrained weights for this name, or a model without features_only
+        what = "download its pretrained weights" if pretrained else "build it with features_only"
+        raise ConfigError(f"model.backbone: timm could not {what} for {name!r} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    features = TimmFeatures(model, name)
+    if weights is None or pretrained:
+        return features
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"{weights}: backbone weights file not found (or use timm for timm's pretrained weights)")
+    state = _read_state_dict(path)
+    full_name = TIMM_PREFIX + name
+    if "config" in state and isinstance(state.get("model"), dict):  # an ftpdet checkpoint
+        stored = state["config"].get("model", {}) if isinstance(state["config"], dict) else {}
+        if stored.get("backbone") != full_name:
+            raise CheckpointError(f"{path}: its backbone is {stored.get('backbone')!r}, not {full_name!r}")
+        weights_of = state["ema"] if isinstance(state.get("ema"), dict) else state["model"]
+        state = {k.removeprefix("backbone."): v for k, v in weights_of.items() if k.startswith("backbone.")}
+        target: nn.Module = features
+    else:
+        for key in ("state_dict", "model"):  # training scripts' wrappers around the weights
+            if isinstance(state.get(key), dict):
+                state = state[key]
+        target = model  # the features_only model keeps the full model's module names; its head is gone
+    try:
+        result = target.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape: another variant of the model
+        raise CheckpointError(f"{path}: does not fit {full_name} ({str(e).splitlines()[-1].strip()})") from None
+    if result.missing_keys:
+        raise CheckpointError(f"{path}: not {full_name} weights: {len(result.missing_keys)} backbone tensors "
+                              f"missing, e.g. '{result.missing_keys[0]}'")
+    if target is model:  # tensors beyond the full model's (its classifier is fine): weights of a deeper variant
+        known = set(timm.create_model(name).state_dict())
+        foreign = [k for k in result.unexpected_keys if k not in known]
+        if foreign:
+            raise CheckpointError(f"{path}: not {full_name} weights: {len(foreign)} tensors it does not have, "
+                                  f"e.g. '{foreign[0]}'")
+    return features
 
 
 def _load_weights(model: nn.Module, weights: str, name: str) -> dict[str, torch.Tensor] | None:
@@ -91,7 +194,10 @@ def _load_weights(model: nn.Module, weights: str, name: str) -> dict[str, torch.
 def build_backbone(name: str, width_mult: float = 1.0, weights: str | None = None) -> nn.Module:
     """A module mapping images (B, 3, H, W) to [C3, C4, C5]; `.out_channels` lists their widths. `weights`: None
     (random), "torchvision:<WEIGHTS>", a torchvision state_dict file, or an ftpdet checkpoint whose backbone is
-    taken (the way a detector starts from weights pretrained on another task)."""
+    taken (the way a detector starts from weights pretrained on another task). `timm:<name>`: see
+    build_timm_backbone."""
+    if name.startswith(TIMM_PREFIX):
+        return build_timm_backbone(name.removeprefix(TIMM_PREFIX), width_mult, weights)
     kwargs = {"width_mult": width_mult} if name.startswith("mobilenet") else {}
     tv_weights = None
     if weights is not None and weights.startswith("torchvision:"):

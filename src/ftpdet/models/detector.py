@@ -13,13 +13,11 @@ from torch import nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from ftpdet.losses import distance2bbox, integral
-from ftpdet.models.backbones import build_backbone
+from ftpdet.models.backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
 from ftpdet.models.fpn import FPN
 from ftpdet.models.gfl_head import GFLHead
 from ftpdet.sections import EvalConfig, ModelConfig
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -64,11 +62,30 @@ class GFLDetector(nn.Module):
         self.num_classes = num_classes
         self.strides = list(cfg.strides)
         self.backbone = build_backbone(cfg.backbone, cfg.width_mult, cfg.backbone_weights)
-        self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels, len(self.strides))
+        self.fpn = FPN(self.backbone.out_channels, cfg.fpn_channels, len(self.strides), cfg.fpn_relu_before_p7)
         self.head = GFLHead(num_classes, cfg.fpn_channels, cfg.head_channels, cfg.num_convs, cfg.reg_max, len(self.strides))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        # The input normalisation the backbone's weights expect: ImageNet's, or a timm model's own.
+        mean, std = getattr(self.backbone, "mean", IMAGENET_MEAN), getattr(self.backbone, "std", IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         self._priors: dict[tuple, Priors] = {}
+        # BatchNorms that stay in eval mode while the detector trains (frozen stages, norm_eval), by name: DDP's
+        # SyncBatchNorm conversion replaces the modules themselves
+        fixed: set[nn.Module] = set()
+        if cfg.frozen_stages >= 0:
+            for stage in self.backbone.stages(cfg.frozen_stages):
+                for p in stage.parameters():
+                    p.requires_grad_(False)
+                fixed |= {m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)}
+        if cfg.norm_eval:
+            fixed |= {m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)}
+        self._fixed_norms = sorted(name for name, m in self.named_modules() if m in fixed)
+
+    def train(self, mode: bool = True) -> GFLDetector:
+        super().train(mode)
+        for name in self._fixed_norms:
+            self.get_submodule(name).eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> dict[str, list]:
         """images (B, 3, H, W) in [0, 255]. Returns the head's per-level outputs plus `fpn` features."""

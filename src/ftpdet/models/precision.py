@@ -21,7 +21,7 @@ from ftpdet.sections import TrainConfig
 
 @dataclass(frozen=True)
 class Precision:
-    amp: str = "none"  # "none" (float32) or "bf16" (autocast)
+    amp: str = "none"  # "none" (float32), "bf16" or "fp16" (autocast; fp16 trains with a GradScaler)
     channels_last: bool = False
 
     @classmethod
@@ -29,7 +29,8 @@ class Precision:
         return cls(tc.amp, tc.channels_last)
 
     def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
+        dtype = torch.float16 if self.amp == "fp16" else torch.bfloat16
+        return torch.autocast(device_type, dtype=dtype, enabled=self.amp in ("bf16", "fp16"))
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """The model in this memory format (in place, as nn.Module.to)."""
