@@ -264,28 +264,17 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def write_coco_split(out: Path, split: str, names: list[str], samples: list[Sample]) -> dict[str, int]:
     """Link (or copy) the images to out/<split>/ and write out/annotations/instances_<split>.json atomically."""
-    img_dir, ann_dir = out / split, out / "annotations"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    ann_dir.mkdir(parents=True, exist_ok=True)
     file_names: list[str] = []
     used: set[str] = set()
     for i, sample in enumerate(samples, 1):
         name = sample.path.name if sample.path.name not in used else f"{i:06d}_{sample.path.name}"
         file_names.append(name)
         used.add(name)
-        target = img_dir / name
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        try:
-            os.link(sample.path, target)
-        except OSError:  # another file system, or links refused: copy
-            shutil.copyfile(sample.path, target)
+        _link(sample.path, out / split / name)
+    (out / split).mkdir(parents=True, exist_ok=True)  # a split without images still gets its folder
     coco = coco_dict(names, samples, file_names)
     annotations = coco["annotations"]
-    path = ann_dir / f"instances_{split}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(coco))
-    tmp.replace(path)
+    _write_atomic(out / "annotations" / f"instances_{split}.json", json.dumps(coco))
     return {"images": len(samples), "boxes": len(annotations), "crowd": sum(a["iscrowd"] for a in annotations)}
 
 

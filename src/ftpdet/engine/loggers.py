@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ftpdet.data.coco import CocoDetection, decode_image
-from ftpdet.engine.predict import draw_detections
 from ftpdet.errors import ConfigError
 
 PREVIEW_IMAGES = 4  # validation images drawn with their detections at each evaluation
@@ -61,6 +60,8 @@ def scalar_tags(record: dict[str, Any]) -> dict[str, float]:
 def preview(dataset: CocoDetection, detections: list[dict[str, Any]], count: int = PREVIEW_IMAGES) -> list[torch.Tensor]:
     """(3, H, W) uint8 drawings of the first `count` validation images with their detections (COCO results,
     original pixels) at score >= PREVIEW_SCORE, upscaled so that small images stay legible."""
+    from ftpdet.engine.predict import draw_detections  # only for TensorBoard's pictures: no number depends on it
+
     label_of = dataset.categories.id_to_label
     drawings = []
     for rec in dataset.records[:count]:

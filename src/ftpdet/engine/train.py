@@ -29,7 +29,6 @@ import ftpdet.distributed as dist
 from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, save_checkpoint
 from ftpdet.config import Config
 from ftpdet.data.coco import Categories, CocoDetection, collate
-from ftpdet.data.convert import coco_splits
 from ftpdet.data.transforms import Resize
 from ftpdet.engine.evaluate import evaluate, summarize
 from ftpdet.engine.loggers import RunLog
@@ -77,6 +76,8 @@ def build_datasets(cfg: Config, categories: Categories | None = None) -> tuple[C
     if d.format == "coco":
         sources = {"train": (d.train_ann, d.train_images, None), "val": (d.val_ann, d.val_images, None)}
     else:  # YOLO or VOC read in place: COCO dicts in memory whose file_names are absolute paths
+        from ftpdet.data.convert import coco_splits  # here, not at the top: COCO runs never execute the readers
+
         splits = coco_splits(d.format, d.root)
         folder = d.root if Path(d.root).is_dir() else str(Path(d.root).parent)  # a YOLO root may be its data.yaml
         sources = {split: (f"{d.root} ({d.format} {split})", folder, splits[split]) for split in ("train", "val")}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -97,6 +98,19 @@ class TimmFeatures(nn.Module):
         return [feats[i] for i in self.taps]
 
 
+def detector_backbone(state: Any, path: Path, name: str) -> dict[str, torch.Tensor] | None:
+    """When `state` is an ftpdet checkpoint (a detector trained by ftpdet, e.g. on a pretraining task), its
+    backbone's tensors (the weight average when it kept one), keyed for the feature module; None otherwise.
+    Refused when that detector's backbone is not `name`."""
+    if not (isinstance(state, dict) and "config" in state and isinstance(state.get("model"), dict)):
+        return None
+    stored = state["config"].get("model", {}) if isinstance(state["config"], dict) else {}
+    if stored.get("backbone") != name:
+        raise CheckpointError(f"{path}: its backbone is {stored.get('backbone')!r}, not {name!r}")
+    weights_of = state["ema"] if isinstance(state.get("ema"), dict) else state["model"]
+    return {k.removeprefix("backbone."): v for k, v in weights_of.items() if k.startswith("backbone.")}
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state_dict from a .safetensors file or a torch file (weights_only=True); an ftpdet checkpoint's
     dictionary is returned as it is, for the caller to recognise."""
@@ -138,18 +152,14 @@ def build_timm_backbone(name: str, width_mult: float, weights: str | None) -> Ti
         raise ConfigError(f"{weights}: backbone weights file not found (or use timm for timm's pretrained weights)")
     state = _read_state_dict(path)
     full_name = TIMM_PREFIX + name
-    if "config" in state and isinstance(state.get("model"), dict):  # an ftpdet checkpoint
-        stored = state["config"].get("model", {}) if isinstance(state["config"], dict) else {}
-        if stored.get("backbone") != full_name:
-            raise CheckpointError(f"{path}: its backbone is {stored.get('backbone')!r}, not {full_name!r}")
-        weights_of = state["ema"] if isinstance(state.get("ema"), dict) else state["model"]
-        state = {k.removeprefix("backbone."): v for k, v in weights_of.items() if k.startswith("backbone.")}
-        target: nn.Module = features
+    detector = detector_backbone(state, path, full_name)
+    if detector is not None:
+        state, target = detector, features
     else:
         for key in ("state_dict", "model"):  # training scripts' wrappers around the weights
             if isinstance(state.get(key), dict):
                 state = state[key]
-        target = model  # the features_only model keeps the full model's module names; its head is gone
+        target: nn.Module = model  # the features_only model keeps the full model's module names; its head is gone
     try:
         result = target.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of another shape: another variant of the model
@@ -173,13 +183,9 @@ def _load_weights(model: nn.Module, weights: str, name: str) -> dict[str, torch.
     if not path.is_file():
         raise ConfigError(f"{weights}: backbone weights file not found (or use torchvision:<WEIGHTS_NAME>)")
     state = safe_load(path, "backbone weights file")
-    if isinstance(state, dict) and "config" in state and isinstance(state.get("model"), dict):
-        # A detector trained by ftpdet (e.g. on a pretraining task): its backbone starts this one.
-        stored = state["config"].get("model", {}) if isinstance(state["config"], dict) else {}
-        if stored.get("backbone") != name:
-            raise CheckpointError(f"{path}: its backbone is {stored.get('backbone')!r}, not {name!r}")
-        weights_of = state["ema"] if isinstance(state.get("ema"), dict) else state["model"]
-        return {k.removeprefix("backbone."): v for k, v in weights_of.items() if k.startswith("backbone.")}
+    detector = detector_backbone(state, path, name)
+    if detector is not None:
+        return detector
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -205,7 +211,7 @@ def build_backbone(name: str, width_mult: float = 1.0, weights: str | None = Non
             raise ConfigError(f"model.backbone_weights: torchvision weights exist only for width_mult 1.0, not {width_mult}")
         tv_weights = torchvision.models.get_model_weights(name)[weights.split(":", 1)[1]]
     model = torchvision.models.get_model(name, weights=tv_weights, **kwargs)
-    detector_backbone = _load_weights(model, weights, name) if weights is not None and tv_weights is None else None
+    from_detector = _load_weights(model, weights, name) if weights is not None and tv_weights is None else None
     if name.startswith("resnet"):
         features: nn.Module = ResNetFeatures(model)
     else:
@@ -216,9 +222,9 @@ def build_backbone(name: str, width_mult: float = 1.0, weights: str | None = Non
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.1
         features = MobileNetFeatures(model.features)
-    if detector_backbone is not None:
+    if from_detector is not None:
         try:
-            features.load_state_dict(detector_backbone)
+            features.load_state_dict(from_detector)
         except RuntimeError as e:
             raise CheckpointError(f"{weights}: its backbone does not fit {name} with width_mult {width_mult} "
                                   f"({str(e).splitlines()[0]})") from None
