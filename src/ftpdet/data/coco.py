@@ -137,10 +137,11 @@ def categories_of(data: dict[str, Any]) -> Categories:
     return Categories(ids=[int(c["id"]) for c in cats], names=[str(c["name"]) for c in cats])
 
 
-def _image_size(path: Path, ann_file: Path) -> tuple[int, int]:
-    """Header-only read: fast, and catches missing, empty and non-image files before training starts."""
+def image_size(path: Path, listed_in: Path | None = None) -> tuple[int, int]:
+    """(height, width) from the header only: fast, and catches missing, empty and non-image files before training
+    starts. `listed_in`: the annotation file that names the image, for the error."""
     if not path.is_file():
-        raise DatasetError(f"{path}: image file not found (listed in {ann_file})")
+        raise DatasetError(f"{path}: image file not found" + (f" (listed in {listed_in})" if listed_in else ""))
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -179,7 +180,7 @@ def load_records(
     records: dict[int, ImageRecord] = {}
     for img in data["images"]:
         path = image_dir / str(img["file_name"])
-        h, w = _image_size(path, ann_file)
+        h, w = image_size(path, ann_file)
         records[int(img["id"])] = ImageRecord(int(img["id"]), path, w, h)
 
     per_image: dict[int, tuple[list, list]] = {k: ([], []) for k in records}

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from PIL import Image, UnidentifiedImageError
 
+from ftpdet.data.coco import image_size
 from ftpdet.errors import DatasetError
 
 SPLITS = ("train", "val")
@@ -154,7 +154,7 @@ def yolo_label_path(image: Path) -> Path:
 
 
 def _yolo_sample(image: Path, num_classes: int) -> Sample:
-    width, height = _image_size(image)
+    height, width = image_size(image)
     sample = Sample(image, width, height)
     label = yolo_label_path(image)
     if not label.is_file():
@@ -217,7 +217,7 @@ def _voc_annotation(src: Path, image_id: str) -> tuple[Path, int, int, list]:
     image = src / "JPEGImages" / filename if filename else None
     if image is None or not image.is_file():
         image = src / "JPEGImages" / f"{image_id}.jpg"
-    width, height = _image_size(image)
+    height, width = image_size(image)
     size = root.find("size")
     if size is not None and size.findtext("width") and size.findtext("height"):
         declared = (_number(xml_path, size, "width"), _number(xml_path, size, "height"))
@@ -252,16 +252,6 @@ def _number(xml_path: Path, node: ET.Element, tag: str, what: str = "size") -> f
 
 
 # -- shared -------------------------------------------------------------------------------------------------------
-def _image_size(path: Path) -> tuple[int, int]:
-    if not path.is_file():
-        raise DatasetError(f"{path}: image not found")
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise DatasetError(f"{path}: not a readable image ({e})") from None
-
-
 def write_coco_split(out: Path, split: str, names: list[str], samples: list[Sample]) -> dict[str, int]:
     """Link (or copy) the images to out/<split>/ and write out/annotations/instances_<split>.json atomically."""
     file_names: list[str] = []
@@ -297,7 +287,7 @@ def read_coco_layout(src: Path) -> tuple[list[str], dict[str, list[Sample]]]:
         samples = {}
         for img in data["images"]:
             path = src / split / str(img["file_name"])
-            width, height = _image_size(path)
+            height, width = image_size(path)
             samples[img["id"]] = Sample(path, width, height)
         for ann in data["annotations"]:
             sample = samples[ann["image_id"]]

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
+
+if TYPE_CHECKING:
+    from ftpdet.sections import DataConfig
 
 
 def letterbox_scale(height: int, width: int, size: int) -> float:
@@ -85,11 +88,9 @@ class Resize:
     multiscale: tuple[int, int] | None = None  # keep_ratio, training: the shorter side drawn from this range
 
     @classmethod
-    def of(cls, data: Any) -> Resize:
-        """From a DataConfig (or anything with its fields)."""
-        multi = getattr(data, "multiscale", None)
-        return cls(data.image_size, getattr(data, "resize", "letterbox"), getattr(data, "max_size", 1333),
-                   tuple(multi) if multi else None)
+    def of(cls, data: DataConfig) -> Resize:
+        """From the config's data section."""
+        return cls(data.image_size, data.resize, data.max_size, tuple(data.multiscale) if data.multiscale else None)
 
     @property
     def deterministic_in_training(self) -> bool:
