@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ftpdet.data.coco import CocoDetection
+from ftpdet.data.transforms import Resize
 from ftpdet.engine.evaluate import bootstrap_ap, coco_from_dict, coco_metrics, run_detector
 from ftpdet.errors import ConfigError
 from ftpdet.runtime import load_predictor
@@ -28,7 +29,7 @@ def eval_noise(checkpoints: list[str | Path], ann: str | Path, images: str | Pat
         if cats0 is not None and cats.ids != cats0.ids:
             raise ConfigError(f"{ckpt}: other classes than {checkpoints[0]}")
         cats0 = cats
-        dataset = CocoDetection(ann, images, cfg.data.image_size, train=False, categories=cats)
+        dataset = CocoDetection(ann, images, Resize.of(cfg.data), train=False, categories=cats)
         gt = dataset.coco_json
         detections.append(run_detector(model, dataset, cfg.eval, progress))
     coco = coco_from_dict(gt)
