@@ -338,3 +338,18 @@ def test_distillation_with_the_onnx_runtime_teacher_matches_pytorch(tiny_data, t
     assert kd_terms
     for k in kd_terms:
         assert first_o[k] == pytest.approx(first_t[k], rel=1e-3, abs=1e-6), k
+
+
+@pytest.mark.parametrize("spec", ["kd", "ftpd"])
+def test_a_resumed_distillation_gives_the_weights_of_an_uninterrupted_one(tiny_data, teacher_ckpt, tmp_path, spec):
+    # As the lab runs: a weight average, the teacher at its own precision; cut after the first epoch.
+    overrides = ("train.epochs=2", "train.ema=0.999")
+    full = train(tiny_config(tiny_data, tmp_path / "full", *overrides), teacher=teacher_ckpt, method=spec, progress=False)
+    cfg = tiny_config(tiny_data, tmp_path / "sliced", *overrides)
+    train(cfg, teacher=teacher_ckpt, method=spec, stop_after=1, progress=False)
+    resumed = train(cfg, resume=True, progress=False)
+    a, b = load_checkpoint(full.out_dir / "last.pt"), load_checkpoint(resumed.out_dir / "last.pt")
+    assert a["step"] == b["step"]
+    for part in ("model", "ema"):
+        for k, v in a[part].items():
+            assert torch.equal(v, b[part][k]), (part, k)
