@@ -6,7 +6,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from ftpdet.bench.accuracy import AccuracyBench, plan_runs, run_key, training_modules
+from ftpdet.bench.accuracy import AccuracyBench, eval_key, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import answers, choice_table, every_baseline_helps, regime, time_table
@@ -142,6 +142,51 @@ def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, 
     assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau, plateau" in bad.output
 
 
+def test_a_new_validation_set_measures_finished_runs_again_without_training(smoke, tmp_path, monkeypatch):
+    """Evaluation cannot move the weights, so a run whose final checkpoint is here is evaluated again when only the
+    validation set (or an evaluation setting) changed: on the same images it gives the AP training measured, on
+    other images another AP, and nothing trains."""
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = {r["key"]: r for r in json.loads((copy / "results.json").read_text())["records"]}
+    for record_path in (copy / "runs").glob("*/record.json"):  # as if measured on another set
+        record = json.loads(record_path.read_text())
+        record_path.write_text(json.dumps(record | {"eval_key": "another set", "AP": -1.0}))
+    (copy / "results.json").unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run trained again")
+
+    monkeypatch.setattr("ftpdet.engine.train.train", no_training)
+    after = AccuracyBench(PRESETS["smoke"], copy, progress=False, only=("main",))()
+    main = after["records"]
+    assert main
+    for r in main:  # the curve stays as measured while training
+        assert (r["AP"], r["AP50"]) == (before[r["key"]]["AP"], before[r["key"]]["AP50"]), r["run_dir"]
+        assert r["eval_key"] == r["history_eval_key"] == before[r["key"]]["eval_key"]
+    # another validation set: fewer images, so another AP for the student, still without training
+    val = json.loads((copy / "data" / "annotations" / "instances_val.json").read_text())
+    keep = {im["id"] for im in val["images"][: len(val["images"]) // 2]}
+    val |= {"images": [im for im in val["images"] if im["id"] in keep],
+            "annotations": [a for a in val["annotations"] if a["image_id"] in keep]}
+    (copy / "data" / "annotations" / "instances_val.json").write_text(json.dumps(val))
+    halved = AccuracyBench(PRESETS["smoke"], copy, progress=False, only=("main",))()
+    assert {r["key"] for r in halved["records"]} == {r["key"] for r in main}  # the same weights
+    assert all(r["eval_key"] != before[r["key"]]["eval_key"] for r in halved["records"])
+    assert {r["val_images"] for r in main} == {2 * len(keep)} and {r["val_images"] for r in halved["records"]} == {len(keep)}
+
+
+def test_the_weights_key_leaves_evaluation_out_and_the_eval_key_takes_it(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path)
+    stricter = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"score_thr": 0.3})})
+    assert run_key(cfg, "kd", "t", "d") == run_key(stricter, "kd", "t", "d")
+    assert eval_key(cfg, "v") != eval_key(stricter, "v")
+    assert eval_key(cfg, "v") != eval_key(cfg, "other images")
+    larger = cfg.model_copy(update={"data": cfg.data.model_copy(update={"image_size": 160})})
+    assert run_key(cfg, "kd", "t", "d") != run_key(larger, "kd", "t", "d") and eval_key(cfg, "v") != eval_key(larger, "v")
+
+
 def test_a_sitting_cut_off_leaves_its_finished_records_in_the_mirror(smoke, tmp_path):
     """--report's JSON is rewritten after every run: a sitting that dies after two runs has committed-to-be both."""
     out, _ = smoke
@@ -255,7 +300,7 @@ def test_the_cache_key_covers_the_code_a_run_executes_and_nothing_else(tiny_data
     key = run_key(cfg, "kd", "t", "d")
     edited = {**kd, "ftpdet.models.detector": tiny_data / "annotations" / "instances_val.json"}  # another source
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("ftpdet.bench.accuracy.training_modules", lambda methods: edited)
+        mp.setattr("ftpdet.bench.accuracy.training_modules", lambda methods, entry="ftpdet.engine.train": edited)
         assert run_key(cfg, "kd", "t", "d") != key
     assert run_key(cfg, "kd", "t", "d") == key
 

@@ -1,13 +1,19 @@
 """`ftpdet bench accuracy`: FTPD against every baseline, the FTPD ablation, PD positions, the LD temperature
 sweep and a heterogeneous pair, over paired seeds, resumable.
 
-Every run is keyed by a hash of what determines its result: the resolved config (without its output
-directory and data paths), the method, the teacher's key, a fingerprint of the data (annotations and image
-bytes) and the source of every module a training run executes (`source_fingerprint`: data, models, losses,
-the run's methods, engine). So a run shared by two tables (FTPD's defaults are both the main row and the
-ablation's "full" row) is trained once, a finished run is never trained again, an interrupted one resumes
-from its last checkpoint, and any change that can move a number (code, config, data) retrains while one that
-cannot (the report, the CLI, another method's file) does not. Teachers are keyed the same way.
+Every run is keyed by a hash of what determines its weights: the resolved config (without its output
+directory, data paths and evaluation settings), the method, the teacher's key, a fingerprint of the training
+data (annotations and image bytes) and the source of every module a training run executes
+(`source_fingerprint`: data, models, losses, the run's methods, engine). So a run shared by two tables (FTPD's
+defaults are both the main row and the ablation's "full" row) is trained once, a finished run is never trained
+again, an interrupted one resumes from its last checkpoint, and any change that can move a number (code,
+config, data) retrains while one that cannot (the report, the CLI, another method's file) does not. Teachers
+are keyed the same way.
+
+What a finished run's numbers are measured on has its own key (`eval_key`: the validation data, the evaluation
+settings and the evaluation code). Evaluation cannot move the weights (it draws no random numbers from the
+training stream, engine/evaluate.py), so when only the validation set or the evaluation changes, a run whose
+final checkpoint is here is evaluated again instead of retrained; one whose checkpoint is elsewhere retrains.
 
 Seeds are paired: seed k gives every student run the same initialisation and the same data order and
 augmentation (engine/train.py), so methods are compared per seed.
@@ -78,24 +84,26 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tupl
     return specs
 
 
-def data_fingerprint(train_ann: Path, val_ann: Path, image_size: int) -> str:
-    """What the data contributes to a run's key: both annotation files' bytes, every image file's name and bytes
-    in the folders beside them (a dataset redrawn with the same boxes is another dataset), and the input size."""
+def data_fingerprint(ann: Path, image_size: int | None = None) -> str:
+    """What one split contributes to a key: its annotation file's bytes, every image file's name and bytes in the
+    folder beside it (a dataset redrawn with the same boxes is another dataset), and the input size if given."""
     h = hashlib.sha256()
-    for ann in (train_ann, val_ann):
-        h.update(ann.read_bytes())
-        split = ann.parent.parent / ann.stem.removeprefix("instances_")
-        for image in sorted(split.iterdir()) if split.is_dir() else ():
-            h.update(image.name.encode() + image.read_bytes())
-    h.update(str(image_size).encode())
+    h.update(ann.read_bytes())
+    split = ann.parent.parent / ann.stem.removeprefix("instances_")
+    for image in sorted(split.iterdir()) if split.is_dir() else ():
+        h.update(image.name.encode() + image.read_bytes())
+    if image_size is not None:
+        h.update(str(image_size).encode())
     return h.hexdigest()[:16]
 
 
 def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: str, pretrain: str | None = None) -> str:
-    """Hash of everything that decides the result; the output directory and the data's paths do not. `pretrain`:
-    the key of the run whose backbone this one starts from (its path is left out, like every path)."""
+    """Hash of everything that decides the weights; the output directory, the data's paths and the evaluation
+    settings do not (`eval_key` covers those). `data_fp`: the training split's fingerprint. `pretrain`: the key of
+    the run whose backbone this one starts from (its path is left out, like every path)."""
     dump = cfg.model_dump()
     dump["train"].pop("out_dir")
+    dump.pop("eval")
     for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
         dump["data"].pop(k)
     names = parse_method(method) if method is not None else []
@@ -113,20 +121,31 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def eval_key(cfg: Config, val_fp: str) -> str:
+    """Hash of what decides a finished run's numbers besides its weights: the validation split's fingerprint, the
+    evaluation settings, the input pipeline (size, resize mode) and the source of the evaluation path."""
+    data = cfg.data.model_dump()
+    for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
+        data.pop(k)
+    fields = {"eval": cfg.eval.model_dump(), "data": data, "val": val_fp,
+              "code": source_fingerprint([], entry="ftpdet.engine.evaluate")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
 # Top-level (unindented) imports of ftpdet modules: `import ftpdet.a.b`, `from ftpdet.a import b, c`, and the
 # parenthesised form over several lines.
 IMPORT = re.compile(r"^(?:import (ftpdet[\w.]*)|from (ftpdet[\w.]*) import (?:\(([^)]*)\)|([\w, ]+)))", re.M)
 
 
-def training_modules(methods: list[str]) -> dict[str, Path]:
-    """{module: file} of every module a training run with `methods` executes: ftpdet.engine.train and, through
+def training_modules(methods: list[str], entry: str = "ftpdet.engine.train") -> dict[str, Path]:
+    """{module: file} of every module a training run with `methods` executes: `entry` (ftpdet.engine.train) and, through
     their top-level imports, the data, model, loss, method and engine modules it reaches, with their packages'
     __init__ files (not the package root's: the API functions and the version). Methods outside the run are left out (the method table imports their files, but none of their
     code runs), so editing FTPD does not retrain KD. Imports inside functions (the curves plot drawn at the end of
     a run) are left out too: they cannot move a number."""
     root = Path(__file__).resolve().parents[1]  # src/ftpdet
     skip = {f"ftpdet.methods.{name}" for name in METHODS if name not in methods}
-    todo, found = ["ftpdet.engine.train"], {}
+    todo, found = [entry], {}
     while todo:
         module = todo.pop()
         if module in found or module in skip:
@@ -146,12 +165,21 @@ def training_modules(methods: list[str]) -> dict[str, Path]:
     return found
 
 
-def source_fingerprint(methods: list[str]) -> str:
-    """Hash of the source of `training_modules(methods)`: an edit to any of them retrains the runs that execute it."""
+def source_fingerprint(methods: list[str], entry: str = "ftpdet.engine.train") -> str:
+    """Hash of the source of `training_modules(methods, entry)`: an edit to any of them retrains (or, from the
+    evaluation's entry, re-evaluates) the runs that execute it."""
     h = hashlib.sha256()
-    for module, path in sorted(training_modules(methods).items()):
+    for module, path in sorted(training_modules(methods, entry).items()):
         h.update(module.encode() + path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write through a temporary file and rename: a sitting cut off mid-write leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
 
 
 def metrics_record(result, steps: int) -> dict[str, Any]:
@@ -232,7 +260,8 @@ class AccuracyBench:
                 print(f"built-in dataset: {p.num_train} train / {p.num_val} val images -> {root}")
         self.data_root = root
         train_ann = root / "annotations" / "instances_train.json"
-        self.data_fp = data_fingerprint(train_ann, root / "annotations" / "instances_val.json", p.image_size)
+        self.train_fp = data_fingerprint(train_ann, p.image_size)
+        self.val_fp = data_fingerprint(root / "annotations" / "instances_val.json")
         self.num_classes = len(read_coco_json(train_ann)["categories"])
         if p.pretrain_epochs:
             from ftpdet.data.synth import synthesize_once
@@ -241,7 +270,8 @@ class AccuracyBench:
             synthesize_once(self.pretrain_root, seed=PRETRAIN_SEED, num_train=p.pretrain_num_train,
                             num_val=p.pretrain_num_val, image_size=p.image_size)
             ann = self.pretrain_root / "annotations"
-            self.pretrain_fp = data_fingerprint(ann / "instances_train.json", ann / "instances_val.json", p.image_size)
+            self.pretrain_fp = data_fingerprint(ann / "instances_train.json", p.image_size)
+            self.pretrain_val_fp = data_fingerprint(ann / "instances_val.json")
         return root
 
     # -- configs ---------------------------------------------------------------------------------------
@@ -257,16 +287,42 @@ class AccuracyBench:
         return load_config(self.configs[role], [*base, *p.common, *extra, *schedule, *overrides])
 
     # -- runs ------------------------------------------------------------------------------------------
-    def finished(self, key: str, run_dir: Path, known: dict[str, dict]) -> dict | None:
-        """The finished record of `key`: the run directory's record.json, else one from earlier results."""
+    def finished(self, cfg: Config, key: str, measured: str, run_dir: Path, known: dict[str, dict]) -> dict | None:
+        """The finished record of `key` with the eval key `measured`: the run directory's record.json, else one
+        from earlier results; one measured on another validation set (or with other evaluation settings) is
+        evaluated again from the run's final checkpoint when that is here. None: the run has to train (or resume)."""
         record_path = run_dir / "record.json"
-        if record_path.exists():
-            record = json.loads(record_path.read_text())
-            if record.get("key") == key:
-                return record
-        return dict(known[key]) if key in known else None
+        local = json.loads(record_path.read_text()) if record_path.exists() else None
+        candidates = [r for r in (local, known.get(key)) if r is not None and r.get("key") == key]
+        for record in candidates:
+            if record["status"] != "done" or record.get("eval_key") == measured:
+                return dict(record)
+        if candidates and (run_dir / "last.pt").exists() and local is not None and local.get("status") == "done":
+            return self._reevaluate(cfg, local, run_dir, measured)
+        return None
 
-    def _train(self, cfg: Config, key: str, run_dir: Path, teacher: Path | None, method: str | None) -> dict:
+    def _reevaluate(self, cfg: Config, record: dict, run_dir: Path, wanted: str) -> dict:
+        """The finished run in run_dir measured again from its final checkpoint (what training evaluated last:
+        the weight average when there is one) on cfg's validation set. The curve (`history`) stays as measured
+        while training, on the set `history_eval_key` names."""
+        from ftpdet.data.coco import CocoDetection
+        from ftpdet.data.transforms import Resize
+        from ftpdet.engine.evaluate import evaluate
+        from ftpdet.runtime import load_predictor
+
+        print(f"   re-evaluating {run_dir.name}: measured on another validation set or with other settings")
+        t0 = time.perf_counter()
+        model, _, cats = load_predictor(run_dir / "last.pt")
+        dataset = CocoDetection(cfg.data.val_ann, cfg.data.val_images, Resize.of(cfg.data), train=False, categories=cats)
+        metrics, _ = evaluate(model, dataset, cfg.eval, progress=self.progress)
+        record = record | {k: round(100 * metrics[k], 3) for k in METRIC_KEYS} | {
+            "eval_key": wanted, "history_eval_key": record.get("history_eval_key", record.get("eval_key")),
+            "val_images": len(dataset), "eval_seconds": round(time.perf_counter() - t0, 1)}
+        write_json(run_dir / "record.json", record)
+        return record
+
+    def _train(self, cfg: Config, key: str, measured: str, run_dir: Path, teacher: Path | None,
+               method: str | None) -> dict:
         """Train or resume the run in run_dir; its record.json marks it finished."""
         from ftpdet.engine.train import train
 
@@ -279,12 +335,12 @@ class AccuracyBench:
             record = {"key": key, "status": "failed", "error": str(e)}
         else:
             steps = result.history[-1]["step"] if result.history else 0
-            record = {"key": key, "status": "done", **metrics_record(result, steps)}
+            record = {"key": key, "status": "done", "eval_key": measured, "history_eval_key": measured,
+                      "val_images": len(read_coco_json(Path(cfg.data.val_ann))["images"]), **metrics_record(result, steps)}
         record["wall_seconds"] = round(time.perf_counter() - t0, 1)
         record["run_dir"] = str(run_dir)
-        record_path = run_dir / "record.json"
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        record_path.write_text(json.dumps(record, indent=1))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "record.json", record)
         return record
 
     def pretrain_key(self, role: str) -> tuple[Config, str, Path] | None:
@@ -300,15 +356,20 @@ class AccuracyBench:
         key = run_key(cfg, None, None, self.pretrain_fp)
         return cfg, key, self.out / "pretrain" / f"{role}-{key}"
 
+    def measured(self, cfg: Config, pretraining: bool = False) -> str:
+        """The eval key a run of cfg is measured with: the benchmark's validation set, or the pretraining set's."""
+        return eval_key(cfg, self.pretrain_val_fp if pretraining else self.val_fp)
+
     def pretrained(self, role: str) -> Path:
         """The pretraining run's checkpoint for `role`, trained once (and reused by key like every run)."""
         cfg, key, run_dir = self.pretrain_key(role)
         ckpt = run_dir / "last.pt"
-        record = self.finished(key, run_dir, self.known_teachers) if ckpt.exists() else None
+        measured = self.measured(cfg, pretraining=True)
+        record = self.finished(cfg, key, measured, run_dir, self.known_teachers) if ckpt.exists() else None
         if record is None:
             print(f"\n== pretraining ({role}): {self.configs[role]} ({cfg.model.backbone}) on the separate pretraining "
                   f"set, {cfg.train.epochs} epochs -> {run_dir}")
-            record = self._train(cfg, key, run_dir, None, None)
+            record = self._train(cfg, key, measured, run_dir, None, None)
             if record["status"] != "done":
                 raise FtpdetError(f"{run_dir}: pretraining for {role} failed: {record['error']}")
         self.pretrain_records[role] = record | {"role": role, "config": self.configs[role], "backbone": cfg.model.backbone}
@@ -327,7 +388,7 @@ class AccuracyBench:
     def teacher_key(self, role: str) -> tuple[Config, str, Path]:
         """The teacher's config, key and run directory (nothing is trained)."""
         cfg = self.config(role, 0)
-        key = run_key(cfg, None, None, self.data_fp, self._pretrain(role))
+        key = run_key(cfg, None, None, self.train_fp, self._pretrain(role))
         return cfg, key, self.out / "teachers" / f"{role}-{key}"
 
     def teacher(self, role: str, train: bool = True) -> Path | None:
@@ -338,10 +399,11 @@ class AccuracyBench:
         known = self.teacher_records.get(role)
         if known is not None and known.get("key") == key and (ckpt.exists() or not train):
             return ckpt if train else None
-        record = self.finished(key, run_dir, self.known_teachers) if (ckpt.exists() or not train) else None
+        measured = self.measured(cfg)
+        record = self.finished(cfg, key, measured, run_dir, self.known_teachers) if (ckpt.exists() or not train) else None
         if record is None and train:
             print(f"\n== teacher ({role}): {self.configs[role]} ({cfg.model.backbone}), {cfg.train.epochs} epochs -> {run_dir}")
-            record = self._train(self.starting_from(cfg, role), key, run_dir, None, None)
+            record = self._train(self.starting_from(cfg, role), key, measured, run_dir, None, None)
             if record["status"] != "done":
                 raise FtpdetError(f"{run_dir}: the {role} teacher failed to train: {record['error']}")
         if record is not None:
@@ -356,15 +418,17 @@ class AccuracyBench:
         one had its key). The teacher trains only when a run that needs it trains."""
         cfg = self.config("student", spec.seed, spec.overrides)
         teacher_key = self.teacher_key(spec.teacher)[1] if spec.teacher else None
-        key = run_key(cfg, spec.method, teacher_key, self.data_fp, self._pretrain("student"))
+        key = run_key(cfg, spec.method, teacher_key, self.train_fp, self._pretrain("student"))
         if key in self.records:
             return self.records[key], "shared"
         name = (spec.method or "student").replace("+", "_")
         run_dir = self.out / "runs" / f"{name}-s{spec.seed}-{key}"
-        record, how = self.finished(key, run_dir, self.known), "reused"
+        measured = self.measured(cfg)
+        record, how = self.finished(cfg, key, measured, run_dir, self.known), "reused"
         if record is None:
             teacher_ckpt = self.teacher(spec.teacher) if spec.teacher else None
-            record, how = self._train(self.starting_from(cfg, "student"), key, run_dir, teacher_ckpt, spec.method), "trained"
+            cfg = self.starting_from(cfg, "student")
+            record, how = self._train(cfg, key, measured, run_dir, teacher_ckpt, spec.method), "trained"
         elif spec.teacher:
             self.teacher(spec.teacher, train=False)  # its record, for the report
         record |= {"method": spec.method or "student", "overrides": list(spec.overrides), "seed": spec.seed,
@@ -433,7 +497,7 @@ class AccuracyBench:
             "date": date.today().isoformat(),
             "machine": machine_description(),
             "python": platform.python_version(),
-            "data": {"root": str(self.data_root), "builtin": self.user_data is None, "fingerprint": self.data_fp,
+            "data": {"root": str(self.data_root), "builtin": self.user_data is None, "fingerprint": {"train": self.train_fp, "val": self.val_fp},
                      "num_train": p.num_train if self.user_data is None else None,
                      "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
             "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,
@@ -472,10 +536,7 @@ class AccuracyBench:
         results = self.results(tables)
         self.out.mkdir(parents=True, exist_ok=True)
         for path in (self.out / "results.json", *([self.mirror] if self.mirror is not None else [])):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(results, indent=1))
-            tmp.replace(path)
+            write_json(path, results)
         return results
 
 
