@@ -506,6 +506,7 @@ def test_regime_rows_measure_plateau_gap_and_spread_from_the_runs():
 def test_time_table_counts_each_run_once_and_sums_the_parts():
     recs = [{"key": k, "seed": 0, "AP": 1.0, "status": "done", "wall_seconds": w}
             for k, w in (("s", 360.0), ("kd", 720.0), ("x2", 1800.0))]
+    recs[1]["eval_seconds"] = 360.0  # evaluated again later, on another validation set: its time counts too
     data = {"records": recs, "teachers": {"main": {"status": "done", "wall_seconds": 3600.0}},
             "pretrain": {"student": {"status": "done", "wall_seconds": 1800.0}},
             "tables": {"main": [{"label": "student", "method": "student", "keys": ["s"]},
@@ -516,7 +517,18 @@ def test_time_table_counts_each_run_once_and_sums_the_parts():
         "| part | runs | hours |", "|---|---|---|",
         "| pretraining (one run per model, reused) | 1 | 0.50 |",
         "| teachers | 1 | 1.00 |",
-        "| main (student runs) | 2 | 0.30 |",
+        "| main (student runs) | 2 | 0.40 |",
         "| plateau (student runs not in a table above) | 1 | 0.50 |",
-        "| total | | 2.30 |",
+        "| total | | 2.40 |",
     ]
+
+
+def test_the_report_says_which_runs_were_evaluated_again():
+    from ftpdet.bench.report import remeasured
+
+    recs = [{"key": "a", "status": "done", "eval_key": "new", "history_eval_key": "old"},
+            {"key": "b", "status": "done", "eval_key": "new", "history_eval_key": "new"},  # trained on this set
+            {"key": "c", "status": "failed"}]
+    data = {"records": recs, "teachers": {"main": {"status": "done", "eval_key": "new", "history_eval_key": "old"}}}
+    assert remeasured(data).startswith("2 runs (teachers included) trained while the validation set was another one")
+    assert remeasured({"records": recs[1:], "teachers": {}}) == ""

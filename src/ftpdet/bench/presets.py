@@ -103,11 +103,12 @@ PRESETS: dict[str, Preset] = {
     # The lab (the default): a regime chosen by measurement so that methods can be told apart (docs/sizing.md).
     # Backbones start from pretraining runs on a separate built-in set of 3,200 images; on 400 training images the
     # student nearly plateaus within its 500 steps and the teacher ends ~11 AP above it; numbers come from the
-    # final weight average; 1,600 validation images keep evaluation noise (bootstrap) small. 5 paired seeds for the
+    # final weight average; 6,400 validation images bring evaluation noise (bootstrap) to about half the seed noise
+    # of a paired difference (1,600 left them equal: docs/sizing.md). 5 paired seeds for the
     # main comparison, the heterogeneous pair and the plateau check; 3 for the ablation, PD positions, DLT modes and
     # the tau sweep.
     "lab": Preset(
-        name="lab", num_train=400, num_val=1600, image_size=128,
+        name="lab", num_train=400, num_val=6400, image_size=128,
         teacher="bench_teacher", hetero_teacher="demo_teacher", student="bench_student",
         teacher_epochs=40, student_epochs=20, eval_every=10, seeds=5, extra_seeds=3, ablation_seeds=3, hetero_seeds=5,
         pretrain_epochs=15, pretrain_num_train=3200, pretrain_num_val=200,

@@ -42,6 +42,20 @@ def pretraining(schedule: dict[str, Any]) -> str:
             f"separate built-in set of {schedule['pretrain_num_train']} images, seed 1). ")
 
 
+def remeasured(data: dict[str, Any]) -> str:
+    """A sentence for runs evaluated again on this validation set after training on an earlier one (same weights:
+    bench/accuracy.py), or nothing."""
+    again = [r for r in [*data["records"], *data.get("teachers", {}).values()]
+             if r.get("status") == "done" and r.get("history_eval_key") not in (None, r.get("eval_key"))]
+    if not again:
+        return ""
+    earlier = sorted({r["history_eval_key"] for r in again})
+    return (f"{len(again)} runs (teachers included) trained while the validation set was another one and were evaluated "
+            f"again on this one from their final checkpoints (the same weights; an evaluation draws nothing from "
+            f"training's random numbers); their curves over epochs stay as measured while training, on the earlier "
+            f"set{'s' if len(earlier) > 1 else ''}. ")
+
+
 def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> list[str]:
     res = Results(data)
     rel = assets.name
@@ -58,7 +72,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"{choice_seeds(data)}; heterogeneous pair over {s.get('hetero_seeds', s['extra_seeds'])}; tau sweep "
         f"over {s['extra_seeds']}. AP is COCO AP (%) of each "
         f"run's final checkpoint on the validation set; mean ± std (sample std) over seeds; a difference between two "
-        f"runs is the mean of their per-seed differences with its 95% t-interval. Results: "
+        f"runs is the mean of their per-seed differences with its 95% t-interval. {remeasured(data)}Results: "
         f"[`{rel}/accuracy.json`]({rel}/accuracy.json).",
         "",
         "### Does FTPD beat the baselines on this data?",

@@ -176,14 +176,15 @@ TABLE_ORDER = ("main", "hetero", "plateau", "ablation", "position", "dlt", "tau"
 
 
 def time_table(res: Results) -> list[str]:
-    """Where the benchmark's time went: wall-clock training time per part, each run counted once (in the first
-    table that holds it), from the records; a reused run keeps the time it took when it trained."""
+    """Where the benchmark's time went: wall-clock time per part, each run counted once (in the first table that
+    holds it), from the records: training with its evaluations, plus any later evaluation on another validation set
+    (eval_seconds); a reused run keeps the time it took when it ran."""
     lines = ["| part | runs | hours |", "|---|---|---|"]
     total = 0.0
 
     def add(name: str, records: list[dict]) -> None:
         nonlocal total
-        seconds = sum(r.get("wall_seconds", 0.0) for r in records)
+        seconds = sum(r.get("wall_seconds", 0.0) + r.get("eval_seconds", 0.0) for r in records)
         total += seconds
         lines.append(f"| {name} | {len(records)} | {seconds / 3600:.2f} |")
 
