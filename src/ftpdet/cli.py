@@ -85,10 +85,12 @@ def data_synth(
     num_train: Annotated[int, typer.Option(min=1)] = 2000,
     num_val: Annotated[int, typer.Option(min=1)] = 500,
     image_size: Annotated[int, typer.Option(min=32)] = 128,
-    classes: Annotated[int, typer.Option(min=1, max=10, help="Number of shape classes (1-10).")] = 10,
+    classes: Annotated[int, typer.Option(min=1, max=10, help="Number of classes (1-10).")] = 10,
     min_object_size: Annotated[float, typer.Option(help="Smallest object extent in pixels (tiny ones are hard).")] = 6.0,
+    kind: Annotated[str, typer.Option(help="shapes (the built-in dataset) | pictograms (pictograms of real things "
+                                      "on photographs and terrain, from files inside matplotlib).")] = "shapes",
 ) -> None:
-    """Write the built-in shapes dataset in COCO format."""
+    """Write a built-in dataset in COCO format: the shapes, or the pictograms."""
     from ftpdet.config import SMOKE_DATA
     from ftpdet.data.synth import synthesize
 
@@ -99,7 +101,7 @@ def data_synth(
 
     try:
         synthesize(out, seed=seed, num_train=num_train, num_val=num_val, image_size=image_size, num_classes=classes,
-                   min_object_size=min_object_size)
+                   min_object_size=min_object_size, kind=kind)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(f"wrote {num_train} train + {num_val} val images to {out} "
@@ -301,6 +303,11 @@ def check_preset(preset: str) -> None:
         raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
 
 
+def default_bench_dir(preset: str, dataset: str) -> Path:
+    """runs/bench/PRESET for the shapes, runs/bench/PRESET-DATASET for another built-in dataset."""
+    return Path("runs/bench") / (preset if dataset == "shapes" else f"{preset}-{dataset}")
+
+
 @bench_app.command("accuracy")
 @friendly
 def bench_accuracy(
@@ -308,6 +315,8 @@ def bench_accuracy(
     seeds: Annotated[Optional[int], typer.Option(min=1, help="Seeds of the main comparison (default: the preset's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/bench/PRESET); rerun to resume.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="A COCO-format dataset laid out as `data synth` writes it.")] = None,
+    dataset: Annotated[str, typer.Option(help="The built-in dataset when no --data: shapes | pictograms (default run "
+                                         "directory runs/bench/PRESET-pictograms).")] = "shapes",
     teacher_config: Annotated[Optional[str], typer.Option(help="Main teacher config (YAML path or builtin name).")] = None,
     hetero_teacher_config: Annotated[Optional[str], typer.Option(help="Teacher of the heterogeneous pair.")] = None,
     student_config: Annotated[Optional[str], typer.Option(help="Student config (YAML path or builtin name).")] = None,
@@ -328,12 +337,13 @@ def bench_accuracy(
     if SMOKE:
         smoke_note(f"benchmark preset {preset}")
         preset, seeds = "smoke", None
-    out = out or Path("runs/bench") / preset
+    out = out or default_bench_dir(preset, dataset)
     reused = [*(reuse or []), *([assets_dir(report) / "accuracy.json"] if report is not None else [])]
     bench = AccuracyBench(PRESETS[preset].with_seeds(seeds), out, data=data, teacher_config=teacher_config,
                           hetero_teacher_config=hetero_teacher_config, student_config=student_config,
                           command="ftpdet " + " ".join(sys.argv[1:]), only=tuple(only or ()), reuse=tuple(reused),
-                          mirror=assets_dir(report) / "accuracy.json" if report is not None else None)
+                          mirror=assets_dir(report) / "accuracy.json" if report is not None else None,
+                          dataset=dataset)
     bench()
     own = publish(out / "results.json", out / "benchmarks.md", "accuracy.json")
     typer.echo(f"results: {out / 'results.json'}; report: {own}")
@@ -352,6 +362,7 @@ def bench_variant(
     on: Annotated[Optional[list[str]], typer.Option("--on", help="An override for both sides, e.g. to compare "
                                                     "the change with a part switched off (repeatable).")] = None,
     teacher: Annotated[str, typer.Option(help="The benchmark's teacher: main | hetero (the heterogeneous pair).")] = "main",
+    dataset: Annotated[str, typer.Option(help="The built-in dataset: shapes | pictograms.")] = "shapes",
 ) -> None:
     """A method with --set overrides against the same method without them (at its defaults, or with the --on
     overrides on both sides), per paired seed, inside an accuracy benchmark's directory (its runs are reused): try
@@ -371,7 +382,7 @@ def bench_variant(
         smoke_note(f"benchmark preset {preset}")
         preset, seeds = "smoke", None
     p = PRESETS[preset].with_seeds(seeds)
-    bench = AccuracyBench(p, out or Path("runs/bench") / preset)
+    bench = AccuracyBench(p, out or default_bench_dir(preset, dataset), dataset=dataset)
     rows = bench.variant(method, tuple(set_), p.seeds, tuple(on or ()), teacher)
     against = f"with {' '.join(on)}" if on else "at its defaults"
     typer.echo(f"\n{method} {' '.join(set_)} against {method} {against} (AP %, preset {preset}, {teacher} teacher):")

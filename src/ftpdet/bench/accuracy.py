@@ -35,6 +35,7 @@ from ftpdet.bench.presets import (ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, 
                                   PRETRAIN_SEED, Preset)
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
+from ftpdet.data.synth import KINDS
 from ftpdet.engine.evaluate import METRIC_KEYS
 from ftpdet.errors import DatasetError, FtpdetError
 from ftpdet.methods import METHODS, parse_method
@@ -210,6 +211,7 @@ class AccuracyBench:
         only: tuple[str, ...] = (),
         reuse: tuple[str | Path, ...] = (),
         mirror: str | Path | None = None,
+        dataset: str = "shapes",
     ) -> None:
         """`only`: the parts (presets.PARTS) to run; the other tables of an earlier sitting's results.json in `out`
         are kept. `reuse`: results JSON files (e.g. a committed docs/benchmarks/accuracy.json) whose finished
@@ -237,6 +239,11 @@ class AccuracyBench:
             "student": student_config or preset.student,
         }
         self.user_data = Path(data) if data is not None else None
+        if dataset not in KINDS:
+            raise FtpdetError(f"--dataset {dataset}: choose from {', '.join(KINDS)}")
+        if data is not None and dataset != "shapes":
+            raise FtpdetError(f"--data {data} and --dataset {dataset}: give one (--dataset names a built-in dataset)")
+        self.dataset = dataset
         self.command = command or "ftpdet.bench.accuracy.AccuracyBench (Python API)"
         self.records: dict[str, dict] = {}
         self.teacher_records: dict[str, dict] = {}
@@ -256,8 +263,9 @@ class AccuracyBench:
             from ftpdet.data.synth import synthesize_once
 
             root = self.out / "data"
-            if synthesize_once(root, seed=0, num_train=p.num_train, num_val=p.num_val, image_size=p.image_size):
-                print(f"built-in dataset: {p.num_train} train / {p.num_val} val images -> {root}")
+            kind = {} if self.dataset == "shapes" else {"kind": self.dataset}  # the shapes' marker predates kinds
+            if synthesize_once(root, seed=0, num_train=p.num_train, num_val=p.num_val, image_size=p.image_size, **kind):
+                print(f"built-in dataset ({self.dataset}): {p.num_train} train / {p.num_val} val images -> {root}")
         self.data_root = root
         train_ann = root / "annotations" / "instances_train.json"
         self.train_fp = data_fingerprint(train_ann, p.image_size)
@@ -497,7 +505,9 @@ class AccuracyBench:
             "date": date.today().isoformat(),
             "machine": machine_description(),
             "python": platform.python_version(),
-            "data": {"root": str(self.data_root), "builtin": self.user_data is None, "fingerprint": {"train": self.train_fp, "val": self.val_fp},
+            "data": {"root": str(self.data_root), "builtin": self.user_data is None,
+                     "fingerprint": {"train": self.train_fp, "val": self.val_fp},
+                     "dataset": self.dataset if self.user_data is None else None,
                      "num_train": p.num_train if self.user_data is None else None,
                      "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
             "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,

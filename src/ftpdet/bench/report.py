@@ -60,7 +60,8 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
     res = Results(data)
     rel = assets.name
     s, d = data["schedule"], data["data"]
-    dataset = (f"the built-in dataset ({d['num_train']} train / {d['num_val']} val images, {d['image_size']} px)"
+    dataset = (f"the built-in {d.get('dataset') or 'shapes'} dataset ({d['num_train']} train / {d['num_val']} val images, "
+               f"{d['image_size']} px)"
                if d["builtin"] else f"the COCO-format dataset in `{d['root']}` ({d['image_size']} px)")
     lines = [
         f"## Accuracy (preset `{data['preset']}`)",

@@ -1,4 +1,5 @@
-"""The built-in dataset: shape classes on cluttered backgrounds, written in COCO format.
+"""The built-in dataset: shape classes on cluttered backgrounds, written in COCO format (and the writer that
+data/pictograms.py, the second built-in dataset, shares).
 
 Why this design: the class is the *shape* (colour is random), objects range from ~6 px to most of
 the image, and edges are anti-aliased and often blurred, so small-object recognition and exact
@@ -207,15 +208,17 @@ def render_image(
 
 
 def write_split(
-    out: Path, split: str, split_id: int, num_images: int, seed: int, size: int, num_classes: int, min_object_size: float
+    out: Path, split: str, split_id: int, num_images: int, seed: int, size: int, num_classes: int, min_object_size: float,
+    kind: str = "shapes",
 ) -> dict:
-    """Render one split to out/<split>/*.png and return its COCO dict."""
+    """Render one split of dataset `kind` (KINDS) to out/<split>/*.png and return its COCO dict."""
+    render, names, supercategory = _kind(kind)
     img_dir = out / split
     img_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in progress_bar(range(num_images), desc=f"synth {split}", unit="img", lines=False):
         rng = np.random.default_rng([seed, split_id, i])
-        pixels, objects = render_image(rng, size, num_classes, min_object_size)
+        pixels, objects = render(rng, size, num_classes, min_object_size)
         name = f"{i:06d}.png"
         Image.fromarray(pixels).save(img_dir / name, optimize=False)
         images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
@@ -231,8 +234,22 @@ def write_split(
                     "iscrowd": 0,
                 }
             )
-    categories = [{"id": c + 1, "name": SHAPES[c], "supercategory": "shape"} for c in range(num_classes)]
+    categories = [{"id": c + 1, "name": names[c], "supercategory": supercategory} for c in range(num_classes)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+KINDS = ("shapes", "pictograms")  # the built-in datasets: shapes (the default) and data/pictograms.py
+
+
+def _kind(kind: str):
+    """(render function, class names, supercategory) of a built-in dataset."""
+    if kind == "shapes":
+        return render_image, SHAPES, "shape"
+    if kind == "pictograms":
+        from ftpdet.data.pictograms import PICTOGRAMS, render_pictograms
+
+        return render_pictograms, tuple(PICTOGRAMS), "pictogram"
+    raise ValueError(f"unknown dataset kind {kind!r}: expected {' or '.join(KINDS)}")
 
 
 def synthesize(
@@ -243,8 +260,10 @@ def synthesize(
     image_size: int = 128,
     num_classes: int = len(SHAPES),
     min_object_size: float = 6.0,
+    kind: str = "shapes",
 ) -> Path:
-    """Write out/{train,val}/*.png and out/annotations/instances_{train,val}.json."""
+    """Write out/{train,val}/*.png and out/annotations/instances_{train,val}.json of the built-in dataset `kind`."""
+    _kind(kind)
     if not 1 <= num_classes <= len(SHAPES):
         raise ValueError(f"--classes must be in 1..{len(SHAPES)}, got {num_classes}")
     if image_size < 32:
@@ -254,8 +273,8 @@ def synthesize(
     out = ensure_writable(out)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     for split, split_id, n in (("train", 0, num_train), ("val", 1, num_val)):
-        coco = write_split(out, split, split_id, n, seed, image_size, num_classes, min_object_size)
-        coco["info"] = {"description": "ftpdet built-in shapes", "seed": seed, "image_size": image_size,
+        coco = write_split(out, split, split_id, n, seed, image_size, num_classes, min_object_size, kind)
+        coco["info"] = {"description": f"ftpdet built-in {kind}", "seed": seed, "image_size": image_size,
                         "min_object_size": min_object_size}
         (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
     return out
