@@ -25,6 +25,7 @@ FTPD_VARIANTS = [
     [], ["distill.ftpd.pd.position=output"], ["distill.ftpd.pd.position=1"], ["distill.ftpd.pd.enabled=false"],
     ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=entropy"], ["distill.ftpd.dlt.enabled=false"],
     ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=binary"], ["distill.ftpd.ctf.enabled=false"],
+    ["distill.ftpd.dlt.mode=sharpness"], ["distill.ftpd.ctf.mode=dense"], ["distill.ftpd.pd.box=true"],
 ]
 
 
@@ -106,7 +107,7 @@ def test_steps_train_the_student_only_and_reduce_the_distillation_loss(teacher_c
     assert any(not torch.equal(v, s_before[k]) for k, v in student.state_dict().items() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("mode", ["std", "entropy", "quality"])
+@pytest.mark.parametrize("mode", ["std", "entropy", "quality", "sharpness"])
 def test_dlt_temperature_is_finite_positive_and_gradient_free(mode):
     one_hot = torch.full((1, 17), -30.0)
     one_hot[0, 4] = 30.0

@@ -7,10 +7,12 @@ in DESIGN.md section 4. Three switchable parts, so the ablation is a config chan
   through the frozen teacher head's remaining layers (a training-only branch with a 1x1 adapter when widths
   differ), so the student head is not pulled between ground truth and teacher. With PD off, the classic
   region is used instead: the ATSS positives, uniformly weighted, at the student's outputs.
+  With `pd.box`, the decoded box too (GIoU to the teacher's box, weighted where the two disagree on classes).
 - DLT (how, boxes): a per-location, per-edge temperature computed from the distributions
-  (methods/temperature.py); off = the plain KL at temperature 1.
+  (methods/temperature.py); off = the plain KL at temperature 1. Modes `quality` and `sharpness` also weight
+  each location by the teacher's localisation quality.
 - CTF (how, classes): temperature-free class distillation for sigmoid scores (methods/ctf.py); off = plain
-  binary KD (no modulation).
+  binary KD (no modulation). Mode `dense` returns two terms (binary, relation).
 No field holds a temperature: nothing here is hand-set per dataset.
 """
 
@@ -21,9 +23,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ftpdet.losses import aligned_iou
+from ftpdet.losses import aligned_iou, giou_loss
 from ftpdet.methods.base import CrossHead, Method, StepContext
-from ftpdet.methods.ctf import ctf_loss
+from ftpdet.methods.ctf import ctf_loss, dense_ctf
 from ftpdet.methods.functional import binary_kd, edge_kl, normalised, split_edges
 from ftpdet.methods.temperature import dlt_kl
 from ftpdet.models.detector import decode_boxes
@@ -40,16 +42,24 @@ class PDConfig(Section):
     # step costs 1.04x the floor against 1.14x at layer 0, since no teacher-head branch runs
     # (docs/benchmarks.md). An earlier single-seed run favoured layer 0 by 1.1 AP (docs/distillation.md).
     position: Literal["output"] | int = "output"
+    # The decoded box too: GIoU between the student's and the teacher's boxes at every location, weighted by how
+    # much the two disagree on classes (max_c |p_t - p_s|, as BCKD weighs it) and normalised by the positives.
+    # The edge distributions alone leave the box NMS ranks to the DFL's expectation. Off until measured.
+    box: bool = False
 
 
 class DLTConfig(Section):
     enabled: bool = True
-    mode: Literal["std", "entropy", "quality"] = "quality"  # chosen by measurement: docs/distillation.md
+    # "quality" chosen by measurement (docs/distillation.md); "sharpness" (each side its own temperature, the
+    # teacher's quality as a weight) is measured against it in docs/benchmarks.md.
+    mode: Literal["std", "entropy", "quality", "sharpness"] = "quality"
 
 
 class CTFConfig(Section):
     enabled: bool = True
-    mode: Literal["binary", "standardized", "relation"] = "relation"  # chosen by measurement: docs/distillation.md
+    # "relation" chosen by measurement (docs/distillation.md); "dense" (the published binary term at every
+    # location + a relation term on probabilities) is measured against it in docs/benchmarks.md.
+    mode: Literal["binary", "standardized", "relation", "dense"] = "relation"
 
 
 class FTPDConfig(Section):
@@ -60,6 +70,8 @@ class FTPDConfig(Section):
     ctf: CTFConfig = CTFConfig()
     cls_weight: float = Field(1.0, ge=0)
     box_weight: float = Field(1.0, ge=0)
+    rel_weight: float = Field(1.0, ge=0)  # CTF `dense`: its relation term (its binary term takes cls_weight)
+    giou_weight: float = Field(4.0, ge=0)  # PD `box`: BCKD's weight for the same normaliser
 
 
 @torch.no_grad()
@@ -88,7 +100,8 @@ class FTPD(Method):
 
     @staticmethod
     def weights(cfg: FTPDConfig) -> dict[str, float]:
-        return {"distill_ftpd_cls": cfg.cls_weight, "distill_ftpd_box": cfg.box_weight}
+        return {"distill_ftpd_cls": cfg.cls_weight, "distill_ftpd_box": cfg.box_weight,
+                "distill_ftpd_rel": cfg.rel_weight, "distill_ftpd_giou": cfg.giou_weight}
 
     def location_weights(self, ctx: StepContext) -> torch.Tensor:
         """(B, N): teacher confidence everywhere (PD), or the ATSS positives (classic region)."""
@@ -100,12 +113,16 @@ class FTPD(Method):
         cfg = self.cfg
         s_cls, s_edges = self.cross(ctx) if self.cross is not None else (ctx.s_cls, ctx.s_edges)
         w = self.location_weights(ctx)  # (B, N)
+        num_pos = ctx.targets.pos.sum().float()
+        terms = {}
 
-        if cfg.ctf.enabled:
-            cls = ctf_loss(s_cls, ctx.t_cls, cfg.ctf.mode, w)
+        if cfg.ctf.enabled and cfg.ctf.mode == "dense":
+            terms["distill_ftpd_cls"], terms["distill_ftpd_rel"] = dense_ctf(s_cls, ctx.t_cls, w, num_pos)
+        elif cfg.ctf.enabled:
+            terms["distill_ftpd_cls"] = ctf_loss(s_cls, ctx.t_cls, cfg.ctf.mode, w)
         else:
             per_loc = binary_kd(s_cls, ctx.t_cls.sigmoid()).sum(-1)
-            cls = normalised((per_loc * w).sum(), w.sum())
+            terms["distill_ftpd_cls"] = normalised((per_loc * w).sum(), w.sum())
 
         n1 = ctx.reg_max + 1
         s_e = split_edges(s_edges).reshape(-1, n1)  # (B * N * 4, n + 1)
@@ -113,13 +130,19 @@ class FTPD(Method):
         box_w = w
         if cfg.dlt.enabled:
             quality = None
-            if cfg.dlt.mode == "quality":
+            if cfg.dlt.mode in ("quality", "sharpness"):
                 q = teacher_quality(ctx)  # (B, N)
-                box_w = w * q  # an unreliable teacher box is transferred softly and with less weight
+                box_w = w * q  # an unreliable teacher box is transferred with less weight
                 quality = q[..., None].expand(*q.shape, 4).reshape(-1)
             kl = dlt_kl(s_e, t_e, cfg.dlt.mode, quality)
         else:
             kl = edge_kl(s_e, t_e)
         per_loc_box = kl.reshape(*w.shape, 4).mean(-1)  # (B, N)
-        box = normalised((per_loc_box * box_w).sum(), box_w.sum())
-        return {"distill_ftpd_cls": cls, "distill_ftpd_box": box}
+        terms["distill_ftpd_box"] = normalised((per_loc_box * box_w).sum(), box_w.sum())
+
+        if cfg.pd.enabled and cfg.pd.box:
+            disagree = (ctx.t_cls.sigmoid() - s_cls.detach().sigmoid()).abs().amax(-1)  # (B, N)
+            s_box, t_box = decode_boxes(s_edges, ctx.priors), decode_boxes(ctx.t_edges, ctx.priors)
+            giou = giou_loss(s_box.reshape(-1, 4), t_box.reshape(-1, 4)).reshape(w.shape)
+            terms["distill_ftpd_giou"] = normalised((giou * disagree).sum(), num_pos)
+        return terms
