@@ -286,14 +286,19 @@ def viz_temperature(
     image: Annotated[Path, typer.Argument(help="An image file.")],
     teacher: Annotated[Path, typer.Option(help="Teacher checkpoint.")],
     out: Annotated[Path, typer.Option(help="Output directory.")],
-    mode: Annotated[Optional[str], typer.Option(help="DLT mode to show: std | entropy | quality (default: the student's).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="DLT mode to show: std | entropy | quality | sharpness "
+                                                "(default: the student's).")] = None,
+    ann: Annotated[Optional[Path], typer.Option(help="The COCO annotation file that lists the image: the histogram "
+                                                "then splits positives, near-positives and background.")] = None,
 ) -> None:
-    """Per FPN level: heatmaps of the DLT temperature and of the PD location weights over the image."""
+    """Per FPN level: heatmaps of the DLT temperature (teacher's, and student's own in per-side modes) and of the PD
+    location weights over the image; below, a histogram of the temperatures by region."""
+    from ftpdet.methods.temperature import DLT_MODES
     from ftpdet.viz import plot_temperature
 
-    if mode is not None and mode not in ("std", "entropy", "quality"):
-        raise typer.BadParameter(f"--mode must be std, entropy or quality, not {mode!r}")
-    typer.echo(f"saved {plot_temperature(checkpoint, teacher, image, out, mode)}")
+    if mode is not None and mode not in DLT_MODES:
+        raise typer.BadParameter(f"--mode must be one of {', '.join(DLT_MODES)}, not {mode!r}")
+    typer.echo(f"saved {plot_temperature(checkpoint, teacher, image, out, mode, ann)}")
 
 
 def check_preset(preset: str) -> None:
