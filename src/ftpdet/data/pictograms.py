@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ftpdet.data.synth import SUPERSAMPLE, SynthObject
+from ftpdet.data.scene import SUPERSAMPLE, Occupancy, SynthObject
 
 # Class name -> its glyph in DejaVu Sans. Chosen to be pictograms of real objects with distinct fine structure.
 PICTOGRAMS: dict[str, str] = {
@@ -163,34 +163,17 @@ def render_pictograms(rng: np.random.Generator, size: int, num_classes: int, min
         if drawn is not None:
             _paint(rng, img, _Paste(*drawn))
 
-    owner = np.full((size, size), -1, np.int32)
-    areas: list[float] = []
+    placed = Occupancy(size)
     objects: list[SynthObject] = []
     for _ in range(int(rng.integers(1, 11))):
         label = int(rng.integers(0, num_classes))
         for _attempt in range(10):
             drawn = _coverage(rng, PICTOGRAMS[names[label]], size, min_object_size, 0.6 * size)
-            if drawn is None:
-                continue
-            cov, x0, y0 = drawn
-            h, w = cov.shape
-            solid = cov > 0.5
-            if solid.sum() < 8:
-                continue
-            # Partial occlusion is allowed, but no earlier object may lose more than half its pixels.
-            region = owner[y0 : y0 + h, x0 : x0 + w]
-            covered = np.bincount(region[solid & (region >= 0)], minlength=len(areas))
-            visible = np.bincount(owner[owner >= 0], minlength=len(areas)) - covered
-            if len(areas) and np.any(visible < 0.5 * np.asarray(areas)):
-                continue
-            break
+            if drawn is not None and placed.fits(*drawn):
+                break
         else:
             continue
-        ys, xs = np.nonzero(solid)
-        box = (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))
-        region[solid] = len(areas)
-        areas.append(float(solid.sum()))
-        objects.append(SynthObject(label, box, float(cov.sum())))
-        _paint(rng, img, _Paste(cov, x0, y0))
+        objects.append(placed.add(label, *drawn))
+        _paint(rng, img, _Paste(*drawn))
     noise = rng.normal(0, rng.uniform(1, 6), size=img.shape).astype(np.float32)
     return np.clip(img + noise + 0.5, 0, 255).astype(np.uint8), objects

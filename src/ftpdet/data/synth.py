@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ftpdet.data.scene import SUPERSAMPLE, Occupancy, SynthObject
 from ftpdet.files import ensure_writable
 from ftpdet.progress import progress_bar
 
@@ -33,7 +33,6 @@ SHAPES: tuple[str, ...] = (
     "crescent",
     "arrow",
 )
-SUPERSAMPLE = 4  # shapes are drawn 4x larger and box-filtered down: anti-aliased edges
 
 
 def _regular(n: int, phase: float = 0.0) -> np.ndarray:
@@ -69,13 +68,6 @@ def shape_polygons(name: str) -> list[tuple[np.ndarray, int]]:
         "crescent": [(circle, 1), (circle * 0.85 + np.array([0.45, -0.1]), 0)],
         "arrow": [(_ARROW, 1)],
     }[name]
-
-
-@dataclass
-class SynthObject:
-    label: int
-    box: tuple[float, float, float, float]  # xyxy pixels, tight around the unblurred shape
-    area: float  # unblurred shape area in pixels (COCO's size buckets use it)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -156,35 +148,20 @@ def render_image(
     a = np.asarray(under_a, np.float32)[..., None] / 255.0 * rng.uniform(0.5, 1.0)
     img = img * (1 - a) + np.asarray(under, np.float32) * a
 
-    owner = np.full((size, size), -1, np.int32)  # which object covers each pixel (for occlusion limits)
-    areas: list[float] = []
+    placed = Occupancy(size)
     objects: list[SynthObject] = []
     n_obj = int(rng.integers(1, 7))
     for _ in range(n_obj):
         label = int(rng.integers(0, num_classes))
         for _attempt in range(10):
             drawn = _shape_coverage(rng, SHAPES[label], size, min_object_size, 0.9 * size)
-            if drawn is None:
-                continue
-            cov, x0, y0 = drawn
-            h, w = cov.shape
-            solid = cov > 0.5
-            if solid.sum() < 8:
-                continue
-            # Partial occlusion is allowed, but no earlier object may lose more than half its pixels.
-            region = owner[y0 : y0 + h, x0 : x0 + w]
-            covered = np.bincount(region[solid & (region >= 0)], minlength=len(areas))
-            visible = np.bincount(owner[owner >= 0], minlength=len(areas)) - covered
-            if len(areas) and np.any(visible < 0.5 * np.asarray(areas)):
-                continue
-            break
+            if drawn is not None and placed.fits(*drawn):
+                break
         else:
             continue
-        ys, xs = np.nonzero(solid)
-        box = (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))
-        region[solid] = len(areas)
-        areas.append(float(solid.sum()))
-        objects.append(SynthObject(label, box, float(cov.sum())))
+        cov, x0, y0 = drawn
+        h, w = cov.shape
+        objects.append(placed.add(label, cov, x0, y0))
 
         alpha = cov
         if rng.random() < 0.5:  # soft edges: the true box is no longer obvious from the pixels
