@@ -33,11 +33,15 @@ def test_plan_covers_every_table_and_seed():
     main = [s for s in specs if s.table == "main"]
     assert len(main) == 3 * (1 + len(MAIN_METHODS))
     assert {s.seed for s in main} == {0, 1, 2}
-    for table in ("ablation", "position", "dlt", "hetero"):  # each part, each default and the pair: paired seeds
+    for table in ("ablation", "position", "dlt", "ctf", "hetero"):  # each part, each default and the pair: paired seeds
         assert {s.seed for s in specs if s.table == table} == {0, 1, 2}, table
     assert {s.seed for s in specs if s.table == "tau"} == {0}
-    assert [s.label for s in specs if s.table == "dlt" and s.seed == 0] == ["quality (default)", "entropy", "std", "off (KL at T = 1)"]
-    assert [s.label for s in specs if s.table == "position" and s.seed == 0] == ["output", "0", "1"]
+    assert [s.label for s in specs if s.table == "dlt" and s.seed == 0] == ["quality (default)", "entropy", "std",
+                                                                            "sharpness", "off (KL at T = 1)"]
+    assert [s.label for s in specs if s.table == "ctf" and s.seed == 0] == ["relation (default)", "binary", "standardized",
+                                                                            "dense", "off (binary KL)"]
+    assert [s.label for s in specs if s.table == "position" and s.seed == 0] == ["output", "0", "1",
+                                                                                 "PD + box (GIoU to the teacher's box)"]
     assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
     assert {s.method for s in specs if s.table == "hetero"} == {None, "kd", "ld", "bckd", "ftpd"}
     assert all(s.teacher == "hetero" for s in specs if s.table == "hetero" and s.method)
@@ -49,7 +53,7 @@ def test_lab_plan_is_the_budgeted_one():
     lab = PRESETS["lab"]
     specs = plan_runs(lab, student_convs=1, teacher_convs=2)
     assert {s.seed for s in specs if s.table in ("main", "hetero")} == set(range(5))
-    for table in ("ablation", "position", "dlt", "tau"):
+    for table in ("ablation", "position", "dlt", "ctf", "tau"):
         assert {s.seed for s in specs if s.table == table} == {0, 1, 2}, table
     assert len([s for s in specs if s.table == "main"]) == 5 * (1 + len(MAIN_METHODS))
     assert lab.pretrain_epochs > 0 and "train.ema=0.999" in lab.common
@@ -63,7 +67,7 @@ def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
     out, output = smoke
     results = json.loads((out / "results.json").read_text())
     res = Results(results)
-    for table in ("main", "ablation", "position", "dlt", "tau", "hetero"):
+    for table in ("main", "ablation", "position", "dlt", "ctf", "tau", "hetero"):
         assert res.rows(table), table
     assert [r["label"] for r in res.rows("main")] == ["student", *MAIN_METHODS]
     for record in results["records"]:

@@ -31,7 +31,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ftpdet.bench.presets import (ABLATION, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, PLATEAU_LABEL,
+from ftpdet.bench.presets import (ABLATION, CTF_MODES, DLT_MODES, PD_BOX, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, PLATEAU_LABEL,
                                   PRETRAIN_SEED, Preset)
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
@@ -48,7 +48,7 @@ RESULTS_VERSION = 2  # 2: PD positions and DLT modes run on the ablation seeds; 
 class RunSpec:
     """One cell of one table: a student trained with `method` (None: the plain student) at `seed`."""
 
-    table: str  # main | ablation | position | dlt | tau | hetero | plateau
+    table: str  # main | ablation | position | dlt | ctf | tau | hetero | plateau
     label: str  # the row in that table
     method: str | None
     seed: int
@@ -70,6 +70,8 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tupl
             specs.append(RunSpec("ablation", "FTPD + PKD", "ftpd+pkd", seed, "main"))
             specs += [RunSpec("position", p, "ftpd", seed, "main", (f"distill.ftpd.pd.position={p}",)) for p in positions]
             specs += [RunSpec("dlt", name, "ftpd", seed, "main", ov) for name, ov in DLT_MODES.items()]
+            specs += [RunSpec("ctf", name, "ftpd", seed, "main", ov) for name, ov in CTF_MODES.items()]
+            specs += [RunSpec("position", name, "ftpd", seed, "main", ov) for name, ov in PD_BOX.items()]
         if seed < preset.extra_seeds:
             specs += [RunSpec("tau", f"LD tau={t}", "ld", seed, "main", (f"distill.ld.temperature={t}",)) for t in LD_TAUS]
             specs.append(RunSpec("tau", "FTPD (no tau)", "ftpd", seed, "main"))

@@ -29,15 +29,25 @@ DLT_MODES = {
     "quality (default)": (),
     "entropy": ("distill.ftpd.dlt.mode=entropy",),
     "std": ("distill.ftpd.dlt.mode=std",),
+    "sharpness": ("distill.ftpd.dlt.mode=sharpness",),
     "off (KL at T = 1)": ("distill.ftpd.dlt.enabled=false",),
 }
+# Which class term CTF uses, and whether PD transfers the decoded box, with the other parts at their defaults.
+CTF_MODES = {
+    "relation (default)": (),
+    "binary": ("distill.ftpd.ctf.mode=binary",),
+    "standardized": ("distill.ftpd.ctf.mode=standardized",),
+    "dense": ("distill.ftpd.ctf.mode=dense",),
+    "off (binary KL)": ("distill.ftpd.ctf.enabled=false",),
+}
+PD_BOX = {"PD + box (GIoU to the teacher's box)": ("distill.ftpd.pd.box=true",)}
 
 
 PRETRAIN_SEED = 1  # the pretraining set's seed: its images are not the benchmark's (seed 0)
 
 # `ftpdet bench accuracy --only PART`: the tables each part trains, so the parts can run in separate sittings.
 PARTS: dict[str, tuple[str, ...]] = {"main": ("main",), "hetero": ("hetero",),
-                                     "ablation": ("ablation", "position", "dlt"), "tau": ("tau",),
+                                     "ablation": ("ablation", "position", "dlt", "ctf"), "tau": ("tau",),
                                      "plateau": ("plateau",)}
 PLATEAU_LABEL = "student, 2x schedule"  # the plateau table's run: has the plain student stopped improving?
 

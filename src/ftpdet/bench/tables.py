@@ -172,7 +172,7 @@ def every_baseline_helps(res: Results) -> tuple[str, str, str]:
     return "Does every published baseline beat the plain student (a valid lab)?", measured, answer
 
 
-TABLE_ORDER = ("main", "hetero", "plateau", "ablation", "position", "dlt", "tau")
+TABLE_ORDER = ("main", "hetero", "plateau", "ablation", "position", "dlt", "ctf", "tau")
 
 
 def time_table(res: Results) -> list[str]:
