@@ -50,15 +50,15 @@ class PDConfig(Section):
 
 class DLTConfig(Section):
     enabled: bool = True
-    # "quality" chosen by measurement (docs/distillation.md); "sharpness" (each side its own temperature, the
-    # teacher's quality as a weight) is measured against it in docs/benchmarks.md.
+    # "quality" chosen by measurement (docs/distillation.md). "sharpness" (each side its own temperature, the
+    # teacher's quality as a weight) is new and not yet measured: the default stays until paired seeds resolve it.
     mode: Literal["std", "entropy", "quality", "sharpness"] = "quality"
 
 
 class CTFConfig(Section):
     enabled: bool = True
-    # "relation" chosen by measurement (docs/distillation.md); "dense" (the published binary term at every
-    # location + a relation term on probabilities) is measured against it in docs/benchmarks.md.
+    # "relation" chosen by measurement (docs/distillation.md). "dense" (the published binary term at every
+    # location + a relation term on probabilities) is new and not yet measured: the default stays until then.
     mode: Literal["binary", "standardized", "relation", "dense"] = "relation"
 
 
