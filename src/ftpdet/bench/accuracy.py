@@ -31,8 +31,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ftpdet.bench.presets import (ABLATION, CTF_MODES, DLT_MODES, PD_BOX, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS, PLATEAU_LABEL,
-                                  PRETRAIN_SEED, Preset)
+from ftpdet.bench.presets import (ABLATION, CTF_MODES, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS,
+                                  PD_BOX, PLATEAU_LABEL, PRETRAIN_SEED, Preset)
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
 from ftpdet.data.synth import KINDS

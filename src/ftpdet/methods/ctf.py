@@ -14,9 +14,10 @@ with a temperature is the wrong protocol (DESIGN.md section 4). Modes:
   invariant, or weighted by the teacher's confidence ~0.01). And a relation term on probabilities: for centred
   probability vectors a (student) and b (teacher), 1 - 2<a, b> / (|a|^2 + |b|^2), across classes per location
   (weighted by the teacher's confidence) and across locations (each class centred with confidence weights, the
-  classes pooled, so a class absent from the image weighs little). It is 0 only when a = b, invariant to an offset of either side and to a common scale of both, and
-  its gradient is bounded by the teacher's spread, not the student's: a student with all scores equal (as at
-  initialisation) gets a finite push, where Pearson's 1 / |a| grows without bound.
+  classes pooled, so a class absent from the image weighs little). It is 0 only when a = b, invariant to an
+  offset of either side and to a common scale of both, and its gradient is bounded by the teacher's spread, not
+  the student's: a student with all scores equal (as at initialisation) gets a finite push, where Pearson's
+  1 / |a| grows without bound.
 Location weights (the teacher's confidence, chosen by PD) come from the caller; the first three modes return the
 weighted sum normalised by the weight sum.
 """
