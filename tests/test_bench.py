@@ -120,7 +120,7 @@ def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, 
     out, _ = smoke
     assert {s.table for s in plan_runs(PRESETS["quick"], 1, 2, only=("tau",))} == {"tau"}
     assert {s.table for s in plan_runs(PRESETS["quick"], 1, 2, only=("ablation", "hetero"))} == {
-        "ablation", "position", "dlt", "hetero"}
+        "ablation", "position", "dlt", "ctf", "hetero"}
     before = json.loads((out / "results.json").read_text())
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
