@@ -223,7 +223,7 @@ def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     results = json.loads((copy / "results.json").read_text())
     by_key = {r["key"]: r for r in results["records"]}
     default = by_key[Results(results).row("main", "ftpd")["keys"][0]]
-    res = runner.invoke(app, ["bench", "variant", "ftpd", "--set", "distill.ftpd.ctf.mode=binary", "--preset", "smoke",
+    res = runner.invoke(app, ["bench", "variant", "ftpd", "--set", "distill.ftpd.cls_weight=2", "--preset", "smoke",
                               "--out", str(copy)])
     assert res.exit_code == 0, res.output
     assert res.output.count("ftpdet distill (ftpd)") == 1  # the variant trains; the defaults are the benchmark's run
