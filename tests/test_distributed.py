@@ -107,6 +107,33 @@ def test_a_signal_leaves_a_checkpoint_that_resumes_exactly(tiny_data, tmp_path, 
     assert sorted(losses(cut)) == list(range(1, 81))
 
 
+def test_a_distillation_stopped_mid_epoch_resumes_exactly(tiny_data, teacher_ckpt, tmp_path):
+    """As the lab runs (a teacher, FTPD, a weight average), cut inside an epoch: the resumed run ends with the
+    uninterrupted run's weights and weight average, bit for bit."""
+    cfg = write_config(tmp_path, tiny_data, epochs=2)
+    common = [sys.executable, "-m", "ftpdet", "distill", str(cfg), "--teacher", str(teacher_ckpt), "--method", "ftpd",
+              "--set", "train.batch_size=1", "--set", "train.ema=0.999"]  # 16 steps per epoch
+    full = run(common + ["--set", f"train.out_dir={tmp_path}/full"])
+    assert full.returncode == 0, full.stderr[-2000:]
+    cut = tmp_path / "cut"
+    args = common + ["--set", f"train.out_dir={cut}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wait_for_steps(cut, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err[-2000:])
+    stopped = load_checkpoint(cut / "last.pt")
+    assert 2 <= stopped["step"] < 16, stopped["step"]  # inside the first epoch
+    res = run(args + ["--resume"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(cut / "last.pt")
+    assert a["step"] == b["step"] == 32
+    for part in ("model", "ema"):
+        for k, v in a[part].items():
+            assert torch.equal(v, b[part][k]), (part, k)
+
+
 def test_ddp_run_stopped_by_sigterm_resumes(tiny_data, tmp_path):
     cfg = write_config(tmp_path, tiny_data, epochs=40)
     run_dir = tmp_path / "ddp"
