@@ -216,6 +216,41 @@ def test_a_sitting_cut_off_leaves_its_finished_records_in_the_mirror(smoke, tmp_
     assert [row["label"] for row in saved["tables"]["tau"]] == [calls[0].label, calls[1].label]
 
 
+def test_a_sitting_that_reruns_a_table_and_is_cut_off_keeps_the_earlier_seeds(smoke, tmp_path):
+    """A sitting that runs a table again (a retrained run, a new validation set) replaces each seed's entry as it
+    lands, so when it dies after its first run the results still hold every earlier seed of every row; a sitting
+    that finishes holds exactly its own plan."""
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    two = PRESETS["smoke"].with_seeds(2)
+    AccuracyBench(two, copy, progress=False, only=("main",))()
+    before = json.loads((copy / "results.json").read_text())
+    assert all(len(row["keys"]) == 2 for row in before["tables"]["main"])
+    lost = Results(before).row("main", "student")["keys"][0]  # seed 0 of the first row trains again
+    for name in ("record.json", "last.pt"):
+        next((copy / "runs").glob(f"student-s0-{lost}")).joinpath(name).unlink()
+    bench = AccuracyBench(two, copy, progress=False, only=("main",))
+    original, calls = bench.run, []
+
+    def run_then_die(spec):
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        calls.append(spec)
+        return original(spec)
+
+    bench.run = run_then_die
+    with pytest.raises(KeyboardInterrupt):
+        bench()
+    cut = json.loads((copy / "results.json").read_text())
+    assert cut["tables"] == before["tables"]  # the retrained run has the same key; every row keeps both seeds
+    assert {r["key"] for r in cut["records"]} == {r["key"] for r in before["records"]}
+    one = AccuracyBench(PRESETS["smoke"], copy, progress=False, only=("main",))()  # a finished 1-seed sitting
+    assert all(len(row["keys"]) == 1 for row in one["tables"]["main"])
+    assert {r["seed"] for r in one["records"] if r["key"] in {k for row in one["tables"]["main"] for k in row["keys"]}} == {0}
+    assert one["tables"]["plateau"] == before["tables"]["plateau"]  # a table the sitting does not run is kept
+
+
 def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     out, _ = smoke
     copy = tmp_path / "copy"

@@ -227,7 +227,7 @@ class AccuracyBench:
         if unknown:
             raise FtpdetError(f"--only {unknown[0]}: choose from {', '.join(PARTS)}")
         self.previous = json.loads((self.out / "results.json").read_text()) if (self.out / "results.json").is_file() else {}
-        self.kept_records: list[dict] = []  # records of the earlier sitting's tables this sitting does not run
+        self.kept_records: list[dict] = []  # the earlier sitting's records (those its tables still list are kept)
         self.known: dict[str, dict] = {}  # finished records by key, from earlier sittings and committed results
         self.known_teachers: dict[str, dict] = {}
         reused = [json.loads(Path(source).read_text()) for source in reuse if Path(source).is_file()]
@@ -455,10 +455,14 @@ class AccuracyBench:
         teacher_convs = self.config("main", 0).model.num_convs
         specs = plan_runs(self.preset, student_convs, teacher_convs, self.only)
         planned = {spec.table for spec in specs}
-        # Tables of an earlier sitting that this one does not run are kept, with their records and teachers.
-        tables: dict[str, list[dict]] = {k: v for k, v in self.previous.get("tables", {}).items() if k not in planned}
-        kept_keys = {key for rows in tables.values() for row in rows for key in row["keys"]}
-        self.kept_records = [r for r in self.previous.get("records", []) if r["key"] in kept_keys]
+        # Every table of the earlier sitting is kept. The tables this sitting runs start from the earlier rows, and
+        # each run replaces its seed's entry as it lands: a sitting cut off midway leaves its own runs where it got
+        # to and the earlier ones after that, never fewer records than before. At the end they hold this plan only.
+        tables = {name: [row | {"keys": list(row["keys"])} for row in rows]
+                  for name, rows in self.previous.get("tables", {}).items()}
+        earlier = {r["key"]: r for r in self.previous.get("records", [])}
+        self.kept_records = list(earlier.values())
+        landed: set[tuple[str, str, int]] = set()
         for i, spec in enumerate(specs, 1):
             where = f"[{i}/{len(specs)}] {spec.table}: {spec.label}, seed {spec.seed}"
             print(f"\n== {where}" + (f", teacher {spec.teacher}" if spec.teacher else ""))
@@ -472,8 +476,18 @@ class AccuracyBench:
                 row = {"label": spec.label, "method": spec.method or "student", "teacher": spec.teacher,
                        "overrides": list(spec.overrides), "keys": []}
                 rows.append(row)
-            row["keys"].append(record["key"])
+            seeds = [(self.records.get(k) or earlier.get(k, {})).get("seed") for k in row["keys"]]
+            if spec.seed in seeds:
+                row["keys"][seeds.index(spec.seed)] = record["key"]
+            else:
+                row["keys"].append(record["key"])
+            landed.add((spec.table, spec.label, spec.seed))
             self.save(tables)
+        for name in planned:  # finished: the planned tables hold exactly this sitting's runs
+            for row in tables[name]:
+                row["keys"] = [k for k in row["keys"]
+                               if k in self.records and (name, row["label"], self.records[k]["seed"]) in landed]
+            tables[name] = [row for row in tables[name] if row["keys"]]
         return self.save(tables)
 
     def variant(self, method: str, overrides: tuple[str, ...], seeds: int, base: tuple[str, ...] = (),
@@ -498,7 +512,8 @@ class AccuracyBench:
 
     def results(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
         p = self.preset
-        merged = {r["key"]: r for r in self.kept_records} | self.records
+        listed = {key for rows in tables.values() for row in rows for key in row["keys"]}
+        merged = {r["key"]: r for r in self.kept_records if r["key"] in listed} | self.records
         records = [self._with_ratio(r, merged) for r in merged.values()]
         return {
             "version": RESULTS_VERSION,
