@@ -191,6 +191,22 @@ def test_the_weights_key_leaves_evaluation_out_and_the_eval_key_takes_it(tiny_da
     assert run_key(cfg, "kd", "t", "d") != run_key(larger, "kd", "t", "d") and eval_key(cfg, "v") != eval_key(larger, "v")
 
 
+def cut_off_after(bench: AccuracyBench, runs: int) -> list:
+    """Run the sitting, interrupted (as by Ctrl-C) when it starts run number runs + 1; returns the specs it ran."""
+    original, calls = bench.run, []
+
+    def run_then_die(spec):
+        if len(calls) == runs:
+            raise KeyboardInterrupt
+        calls.append(spec)
+        return original(spec)
+
+    bench.run = run_then_die
+    with pytest.raises(KeyboardInterrupt):
+        bench()
+    return calls
+
+
 def test_a_sitting_cut_off_leaves_its_finished_records_in_the_mirror(smoke, tmp_path):
     """--report's JSON is rewritten after every run: a sitting that dies after two runs has committed-to-be both."""
     out, _ = smoke
@@ -200,17 +216,7 @@ def test_a_sitting_cut_off_leaves_its_finished_records_in_the_mirror(smoke, tmp_
     mirror = tmp_path / "docs" / "bench" / "accuracy.json"
     bench = AccuracyBench(PRESETS["smoke"], copy, progress=False, only=("tau",), mirror=mirror,
                           reuse=(out / "results.json",))
-    original, calls = bench.run, []
-
-    def run_then_die(spec):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(spec)
-        return original(spec)
-
-    bench.run = run_then_die
-    with pytest.raises(KeyboardInterrupt):
-        bench()
+    calls = cut_off_after(bench, 2)
     saved = json.loads(mirror.read_text())
     assert saved == json.loads((copy / "results.json").read_text())
     assert [row["label"] for row in saved["tables"]["tau"]] == [calls[0].label, calls[1].label]
@@ -231,23 +237,14 @@ def test_a_sitting_that_reruns_a_table_and_is_cut_off_keeps_the_earlier_seeds(sm
     for name in ("record.json", "last.pt"):
         next((copy / "runs").glob(f"student-s0-{lost}")).joinpath(name).unlink()
     bench = AccuracyBench(two, copy, progress=False, only=("main",))
-    original, calls = bench.run, []
-
-    def run_then_die(spec):
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        calls.append(spec)
-        return original(spec)
-
-    bench.run = run_then_die
-    with pytest.raises(KeyboardInterrupt):
-        bench()
+    cut_off_after(bench, 1)
     cut = json.loads((copy / "results.json").read_text())
     assert cut["tables"] == before["tables"]  # the retrained run has the same key; every row keeps both seeds
     assert {r["key"] for r in cut["records"]} == {r["key"] for r in before["records"]}
     one = AccuracyBench(PRESETS["smoke"], copy, progress=False, only=("main",))()  # a finished 1-seed sitting
     assert all(len(row["keys"]) == 1 for row in one["tables"]["main"])
-    assert {r["seed"] for r in one["records"] if r["key"] in {k for row in one["tables"]["main"] for k in row["keys"]}} == {0}
+    listed = {k for row in one["tables"]["main"] for k in row["keys"]}
+    assert {r["seed"] for r in one["records"] if r["key"] in listed} == {0}
     assert one["tables"]["plateau"] == before["tables"]["plateau"]  # a table the sitting does not run is kept
 
 
