@@ -264,6 +264,12 @@ def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     assert float(default_ap) == pytest.approx(default["AP"], abs=0.006)
     assert float(diff.strip("()")) == pytest.approx(float(variant_ap) - default["AP"], abs=0.011)
     assert "paired difference:" in res.output and "(95% interval)" in res.output
+    # the gain over the plain student pairs the variant with the benchmark's own student run at that seed
+    student = by_key[Results(results).row("main", "student")["keys"][0]]
+    gain_line = next(x for x in res.output.splitlines() if "minus the plain student" in x)
+    assert f"({student['AP']:.2f}): " in gain_line  # one seed: the mean alone, then the verdict
+    gain = float(gain_line.split("): ")[1].split(":")[0])
+    assert gain == pytest.approx(float(variant_ap) - student["AP"], abs=0.011)
     # --on sets both sides: CTF's effect without DLT is two ablation rows of the benchmark, nothing to train
     res = runner.invoke(app, ["bench", "variant", "ftpd", "--on", "distill.ftpd.dlt.enabled=false", "--set",
                               "distill.ftpd.ctf.enabled=false", "--preset", "smoke", "--out", str(copy)])

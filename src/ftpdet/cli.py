@@ -394,9 +394,13 @@ def bench_variant(
     for r in rows:
         typer.echo(f"  seed {r['seed']}: {r['AP']:.2f} vs {r['base_AP']:.2f} ({r['difference']:+.2f})")
     diffs = [r["difference"] for r in rows]
-    verdict = {"yes": "better (interval above 0)", "no": "worse (interval below 0)",
-               "not resolved": "not resolved (the interval holds 0)"}[beats(diffs)]
+    verdicts = {"yes": "better (interval above 0)", "no": "worse (interval below 0)",
+                "not resolved": "not resolved (the interval holds 0)"}
+    verdict = verdicts[beats(diffs)]
     typer.echo(f"  paired difference: {interval(diffs)} (95% interval) over {len(rows)} seed(s): {verdict}")
+    gains = [r["gain"] for r in rows]
+    students = ", ".join(f"{r['student_AP']:.2f}" for r in rows)
+    typer.echo(f"  the variant minus the plain student ({students}): {interval(gains)}: {verdicts[beats(gains)]}")
 
 
 @bench_app.command("profile")
