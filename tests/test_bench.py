@@ -366,10 +366,12 @@ def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults
     assert lines[3] == "| std | 2 | 5.25 ± 0.35 | 10.50 ± 0.71 | 5.25 ± 0.35 | +0.50, -1.00 | -0.25 [-9.78, +9.28] | no |"
 
 
-def test_hetero_answer_needs_a_paired_lead_over_kd_and_ld():
-    def data(ftpd, kd, ld):
+def test_hetero_answer_needs_a_paired_lead_over_every_baseline_of_the_pair():
+    def data(ftpd, kd, ld, bckd=None):
         recs, rows = [], []
-        for name, aps in (("ftpd", ftpd), ("kd", kd), ("ld", ld)):
+        for name, aps in (("kd", kd), ("ld", ld), ("bckd", bckd), ("ftpd", ftpd)):
+            if aps is None:
+                continue
             keys = [f"{name}{i}" for i in range(len(aps))]
             recs += [{"key": k, "seed": i, "AP": ap, "status": "done"} for i, (k, ap) in enumerate(zip(keys, aps))]
             rows.append({"label": name, "method": name, "keys": keys})
@@ -389,6 +391,10 @@ def test_hetero_answer_needs_a_paired_lead_over_kd_and_ld():
     assert "FTPD - KD +1.10 [+0.85, +1.35]" in line and line.endswith("**yes** |")
     # behind KD on every seed: a plain no
     assert hetero_line(data([4.0, 4.1, 3.9], [5.0, 5.2, 5.1], [3.0, 3.0, 3.0])).endswith("**no** |")
+    # with BCKD in the pair, a lead over KD and LD is not enough: behind BCKD on every seed is a no
+    line = hetero_line(data([6.0, 6.1, 6.2], [5.0, 5.0, 5.0], [3.0, 3.0, 3.0], [6.5, 6.6, 6.8]))
+    assert line.startswith("| With a teacher of another architecture, does FTPD beat KD, LD, BCKD? |")
+    assert "FTPD - BCKD -0.53 [" in line and line.endswith("**no** |")
 
 
 def test_the_interval_is_the_t_interval_of_the_paired_differences():

@@ -245,12 +245,15 @@ def answers(res: Results, speed: dict | None) -> list[str]:
             f"seed(s) (LD spread over tau: {spread:.2f} AP)", beats(d))
     else:
         add(question, "n/a", "n/a")
-    question = "With a teacher of another architecture, does FTPD beat KD and LD?"
-    het = {name: res.values(res.row("hetero", name)) for name in ("ftpd", "kd", "ld")}
-    if all(het.values()):
+    # every baseline the heterogeneous pair ran (KD, LD and BCKD in the presets), in its table's order
+    names = [row["label"] for row in res.rows("hetero") if row["label"] not in ("student", "ftpd")]
+    baselines = ", ".join(n.upper() for n in names) or "KD and LD"
+    question = f"With a teacher of another architecture, does FTPD beat {baselines}?"
+    het = {name: res.values(res.row("hetero", name)) for name in ("ftpd", *names)}
+    if names and all(het.values()):
         measured = ", ".join(f"{k.upper() if k != 'ftpd' else 'FTPD'} {res.mean('hetero', k):.2f}" for k in het)
         verdicts = []
-        for name in ("kd", "ld"):
+        for name in names:
             d = paired(het["ftpd"], het[name])
             measured += f"; FTPD - {name.upper()} {interval(d)}"
             verdicts.append(beats(d))
