@@ -54,6 +54,7 @@ def _comparison_plot(runs: dict[str, dict], out_png: Path) -> None:
         hist = r["history"]
         ax.plot([h["epoch"] for h in hist], [100 * h["metrics"]["AP"] for h in hist], marker="o", label=name)
     ax.set(xlabel="epoch", ylabel="COCO AP (%)", title="validation AP on the built-in dataset")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs only
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
