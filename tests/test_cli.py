@@ -3,11 +3,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from ftpdet.cli import app
 from ftpdet.checkpoint import load_checkpoint
+from ftpdet.config import load_config
 
 runner = CliRunner()
 
@@ -60,6 +62,15 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     one_line_error(runner.invoke(app, ["data", "stats", "--ann", str(bad_json)]), "not valid JSON")
 
 
+def test_demo_trains_its_own_shorter_schedule_not_the_configs():
+    from ftpdet.demo import _config
+
+    for name in ("demo_teacher", "demo_student"):
+        assert load_config(name).train.epochs == 10
+        cfg = _config(name, Path("runs/x"), Path("data/x"), quick=False)
+        assert (cfg.train.epochs, cfg.train.eval_every, cfg.data.root) == (5, 2, "data/x")
+
+
 def test_demo_quick_runs_end_to_end_and_predict_draws(tmp_path):
     out = tmp_path / "demo"
     res = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
@@ -72,6 +83,8 @@ def test_demo_quick_runs_end_to_end_and_predict_draws(tmp_path):
     for name in ("report.md", "comparison.png", "teacher/curves.png", "student/last.pt", "temperature/000001_temperature.png"):
         assert (out / name).is_file(), name
     assert len(list((out / "predictions").glob("*.png"))) == 4
+    assert {r["epochs"] for r in summary["runs"].values()} == {1}  # the smoke schedule, stated in the report
+    assert "each run trained 1 epoch." in (out / "report.md").read_text()
 
     image = sorted((out / "data" / "val").glob("*.png"))[0]
     res = runner.invoke(app, ["predict", str(out / "student" / "last.pt"), str(image), "--out", str(tmp_path / "vis"),

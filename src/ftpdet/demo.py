@@ -142,6 +142,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
     gap = 100 * (runs["teacher"]["metrics"]["AP"] - runs["student"]["metrics"]["AP"])
     gain = 100 * (runs["FTPD student"]["metrics"]["AP"] - runs["student"]["metrics"]["AP"])
     table = format_table(runs)
+    epochs = runs["student"]["epochs"]  # the same schedule for all three runs
     summary = {
         "runs": {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in runs.items()},
         "teacher_minus_student_AP": gap,
@@ -162,7 +163,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False) -> dict:
         "",
         f"Produced by `ftpdet demo --out {out}`{' --quick' if quick else ''} in {elapsed / 60:.1f} min on {summary['machine']}.",
         "AP is COCO AP (%) on the built-in validation set, final checkpoint of each run (seed 0); "
-        f"each run trained {runs['student']['epochs']} epochs." + size_note,
+        f"each run trained {epochs} epoch{'s' if epochs != 1 else ''}." + size_note,
         "",
         table,
         "",
