@@ -256,9 +256,10 @@ def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     by_key = {r["key"]: r for r in results["records"]}
     default = by_key[Results(results).row("main", "ftpd")["keys"][0]]
     res = runner.invoke(app, ["bench", "variant", "ftpd", "--set", "distill.ftpd.cls_weight=2", "--preset", "smoke",
-                              "--out", str(copy)])
+                              "--out", str(copy), "--against", "bckd"])
     assert res.exit_code == 0, res.output
     assert res.output.count("ftpdet distill (ftpd)") == 1  # the variant trains; the defaults are the benchmark's run
+    assert "ftpdet distill (bckd)" not in res.output  # --against pairs with the benchmark's own BCKD run too
     line = next(x for x in res.output.splitlines() if x.strip().startswith("seed 0:"))
     _, _, variant_ap, _, default_ap, diff = line.split()  # seed 0: 1.23 vs 1.00 (+0.23)
     assert float(default_ap) == pytest.approx(default["AP"], abs=0.006)
@@ -270,6 +271,10 @@ def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     assert f"({student['AP']:.2f}): " in gain_line  # one seed: the mean alone, then the verdict
     gain = float(gain_line.split("): ")[1].split(":")[0])
     assert gain == pytest.approx(float(variant_ap) - student["AP"], abs=0.011)
+    bckd = by_key[Results(results).row("main", "bckd")["keys"][0]]
+    bckd_line = next(x for x in res.output.splitlines() if "minus bckd at its defaults" in x)
+    assert f"({bckd['AP']:.2f}): " in bckd_line
+    assert float(bckd_line.split("): ")[1].split(":")[0]) == pytest.approx(float(variant_ap) - bckd["AP"], abs=0.011)
     # --on sets both sides: CTF's effect without DLT is two ablation rows of the benchmark, nothing to train
     res = runner.invoke(app, ["bench", "variant", "ftpd", "--on", "distill.ftpd.dlt.enabled=false", "--set",
                               "distill.ftpd.ctf.enabled=false", "--preset", "smoke", "--out", str(copy)])
@@ -287,6 +292,9 @@ def test_variant_is_paired_with_the_benchmarks_own_runs(smoke, tmp_path):
     assert f"vs {het_ap:.2f} (" in next(x for x in res.output.splitlines() if x.strip().startswith("seed 0:"))
     bad = runner.invoke(app, ["bench", "variant", "ftpd", "--preset", "smoke", "--out", str(copy)])
     assert bad.exit_code == 2 and "at least one --set" in bad.output
+    bad = runner.invoke(app, ["bench", "variant", "ftpd", "--set", "distill.ftpd.cls_weight=2", "--against", "bkcd",
+                              "--preset", "smoke", "--out", str(copy)])
+    assert bad.exit_code == 2 and "bkcd" in bad.output
 
 
 def test_report_is_regenerated_from_the_json_alone(smoke, tmp_path):

@@ -368,6 +368,8 @@ def bench_variant(
                                                     "the change with a part switched off (repeatable).")] = None,
     teacher: Annotated[str, typer.Option(help="The benchmark's teacher: main | hetero (the heterogeneous pair).")] = "main",
     dataset: Annotated[str, typer.Option(help="The built-in dataset: shapes | pictograms.")] = "shapes",
+    baselines: Annotated[Optional[list[str]], typer.Option("--against", help="Also pair the variant with this method at "
+                                                         "its defaults, e.g. the best baseline (repeatable).")] = None,
 ) -> None:
     """A method with --set overrides against the same method without them (at its defaults, or with the --on
     overrides on both sides), per paired seed, inside an accuracy benchmark's directory (its runs are reused): try
@@ -378,7 +380,8 @@ def bench_variant(
     from ftpdet.methods import parse_method
 
     check_preset(preset)
-    parse_method(method)
+    for name in (method, *(baselines or ())):
+        parse_method(name)
     if teacher not in ("main", "hetero"):
         raise typer.BadParameter(f"--teacher must be main or hetero, not {teacher!r}")
     if not set_:
@@ -388,7 +391,7 @@ def bench_variant(
         preset, seeds = "smoke", None
     p = PRESETS[preset].with_seeds(seeds)
     bench = AccuracyBench(p, out or default_bench_dir(preset, dataset), dataset=dataset)
-    rows = bench.variant(method, tuple(set_), p.seeds, tuple(on or ()), teacher)
+    rows = bench.variant(method, tuple(set_), p.seeds, tuple(on or ()), teacher, tuple(baselines or ()))
     against = f"with {' '.join(on)}" if on else "at its defaults"
     typer.echo(f"\n{method} {' '.join(set_)} against {method} {against} (AP %, preset {preset}, {teacher} teacher):")
     for r in rows:
@@ -401,6 +404,10 @@ def bench_variant(
     gains = [r["gain"] for r in rows]
     students = ", ".join(f"{r['student_AP']:.2f}" for r in rows)
     typer.echo(f"  the variant minus the plain student ({students}): {interval(gains)}: {verdicts[beats(gains)]}")
+    for other in baselines or ():
+        diffs = [r["AP"] - r["against"][other] for r in rows]
+        aps = ", ".join(f"{r['against'][other]:.2f}" for r in rows)
+        typer.echo(f"  the variant minus {other} at its defaults ({aps}): {interval(diffs)}: {verdicts[beats(diffs)]}")
 
 
 @bench_app.command("profile")

@@ -491,12 +491,13 @@ class AccuracyBench:
         return self.save(tables)
 
     def variant(self, method: str, overrides: tuple[str, ...], seeds: int, base: tuple[str, ...] = (),
-                teacher: str = "main") -> list[dict[str, Any]]:
+                teacher: str = "main", against: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """One method with config overrides against the same method without them (at its defaults, or with `base`
         overrides applied to both sides), paired over seeds 0..seeds-1, with the benchmark's teacher (`main` or
         `hetero`), schedule and seeds; runs already in `out` are reused. For trying a change before it becomes a
         table or a default: one row per seed with both APs and their difference, and the plain student's AP at
-        that seed (the variant's gain is what a user gets)."""
+        that seed (the variant's gain is what a user gets). `against`: other methods at their defaults, paired at
+        the same seeds (e.g. the best baseline a change is meant to overtake), each row's `against` {method: AP}."""
         self.prepare_data()
         rows = []
         label = " ".join(overrides)
@@ -505,12 +506,14 @@ class AccuracyBench:
             new, _ = self.run(RunSpec("variant", label, method, seed, teacher, (*base, *overrides)))
             base_rec, _ = self.run(RunSpec("variant", "base", method, seed, teacher, base))
             student, _ = self.run(RunSpec("variant", "student", None, seed))
-            failed = next((r for r in (new, base_rec, student) if r["status"] != "done"), None)
+            others = {m: self.run(RunSpec("variant", m, m, seed, teacher))[0] for m in against}
+            failed = next((r for r in (new, base_rec, student, *others.values()) if r["status"] != "done"), None)
             if failed is not None:
                 raise FtpdetError(f"{failed['run_dir']}: run failed: {failed['error']}")
             rows.append({"seed": seed, "AP": new["AP"], "base_AP": base_rec["AP"], "student_AP": student["AP"],
                          "difference": round(new["AP"] - base_rec["AP"], 3),
-                         "gain": round(new["AP"] - student["AP"], 3)})
+                         "gain": round(new["AP"] - student["AP"], 3),
+                         "against": {m: r["AP"] for m, r in others.items()}})
         return rows
 
     def results(self, tables: dict[str, list[dict]]) -> dict[str, Any]:
