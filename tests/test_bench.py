@@ -38,10 +38,10 @@ def test_plan_covers_every_table_and_seed():
     assert {s.seed for s in specs if s.table == "tau"} == {0}
     assert [s.label for s in specs if s.table == "dlt" and s.seed == 0] == ["quality (default)", "entropy", "std",
                                                                             "sharpness", "off (KL at T = 1)"]
-    assert [s.label for s in specs if s.table == "ctf" and s.seed == 0] == ["relation (default)", "binary", "standardized",
-                                                                            "dense", "off (binary KL)"]
+    assert [s.label for s in specs if s.table == "ctf" and s.seed == 0] == [
+        "dense (default)", "dense + relation term", "relation", "binary", "standardized", "off (binary KL)"]
     assert [s.label for s in specs if s.table == "position" and s.seed == 0] == ["output", "0", "1",
-                                                                                 "PD + box (GIoU to the teacher's box)"]
+                                                                                 "PD without the box (pd.box=false)"]
     assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
     assert {s.method for s in specs if s.table == "hetero"} == {None, "kd", "ld", "bckd", "ftpd"}
     assert all(s.teacher == "hetero" for s in specs if s.table == "hetero" and s.method)

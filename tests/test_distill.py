@@ -25,7 +25,8 @@ FTPD_VARIANTS = [
     [], ["distill.ftpd.pd.position=output"], ["distill.ftpd.pd.position=1"], ["distill.ftpd.pd.enabled=false"],
     ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=entropy"], ["distill.ftpd.dlt.enabled=false"],
     ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=binary"], ["distill.ftpd.ctf.enabled=false"],
-    ["distill.ftpd.dlt.mode=sharpness"], ["distill.ftpd.ctf.mode=dense"], ["distill.ftpd.pd.box=true"],
+    ["distill.ftpd.dlt.mode=sharpness"], ["distill.ftpd.ctf.mode=relation"], ["distill.ftpd.rel_weight=1"],
+    ["distill.ftpd.pd.box=false"],
 ]
 
 

@@ -162,4 +162,27 @@ def test_pd_box_term_weighs_the_box_where_teacher_and_student_disagree_on_classe
     with torch.no_grad():
         _, terms = d(images, targets)
     assert terms["distill_ftpd_giou"].item() > 1e-3
-    assert "distill_ftpd_giou" not in make_distiller(teacher, student, "ftpd").eval()(images, targets)[1]
+    assert "distill_ftpd_giou" in make_distiller(teacher, student, "ftpd").eval()(images, targets)[1]  # the default
+    off = make_distiller(teacher, student, "ftpd", ["distill.ftpd.pd.box=false"]).eval()
+    assert "distill_ftpd_giou" not in off(images, targets)[1]
+
+
+def test_dense_ctf_relation_term_runs_only_when_weighted(teacher_ckpt, tiny_data):
+    """FTPD's default weighs CTF `dense`'s relation term 0: it is then neither computed nor logged, and the binary
+    term is the same number either way; with a weight it is there and positive for a student unlike the teacher."""
+    from ftpdet.data.coco import CocoDetection, collate
+    from ftpdet.models.detector import build_detector
+    from tests.test_distill import make_distiller, teacher_model
+
+    ds = CocoDetection(tiny_data / "annotations" / "instances_train.json", tiny_data / "train", 64)
+    images, targets = collate([ds[i] for i in range(4)])
+    teacher = teacher_model(teacher_ckpt)
+    torch.manual_seed(1)
+    student = build_detector(teacher.cfg, teacher.num_classes)
+    with torch.no_grad():
+        _, default = make_distiller(teacher, student, "ftpd").eval()(images, targets)
+        _, weighted = make_distiller(teacher, student, "ftpd", ["distill.ftpd.rel_weight=1"]).eval()(images, targets)
+    assert "distill_ftpd_rel" not in default
+    assert weighted["distill_ftpd_rel"].item() > 1e-3
+    assert default["distill_ftpd_cls"].item() == pytest.approx(weighted["distill_ftpd_cls"].item(), rel=1e-6)
+    assert default["distill_ftpd_cls"].item() > 0

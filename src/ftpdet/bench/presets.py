@@ -34,13 +34,14 @@ DLT_MODES = {
 }
 # Which class term CTF uses, and whether PD transfers the decoded box, with the other parts at their defaults.
 CTF_MODES = {
-    "relation (default)": (),
+    "dense (default)": (),
+    "dense + relation term": ("distill.ftpd.rel_weight=1",),
+    "relation": ("distill.ftpd.ctf.mode=relation",),
     "binary": ("distill.ftpd.ctf.mode=binary",),
     "standardized": ("distill.ftpd.ctf.mode=standardized",),
-    "dense": ("distill.ftpd.ctf.mode=dense",),
     "off (binary KL)": ("distill.ftpd.ctf.enabled=false",),
 }
-PD_BOX = {"PD + box (GIoU to the teacher's box)": ("distill.ftpd.pd.box=true",)}
+PD_BOX = {"PD without the box (pd.box=false)": ("distill.ftpd.pd.box=false",)}
 
 
 PRETRAIN_SEED = 1  # the pretraining set's seed: its images are not the benchmark's (seed 0)

@@ -60,12 +60,15 @@ def dice_distance(a: torch.Tensor, b: torch.Tensor, dim: int | tuple[int, ...]) 
     return 1 - 2 * (a * b).sum(dim) / ((a * a).sum(dim) + (b * b).sum(dim) + 1e-12)
 
 
-def dense_ctf(s_cls: torch.Tensor, t_cls: torch.Tensor, weight: torch.Tensor, num_pos: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def dense_ctf(s_cls: torch.Tensor, t_cls: torch.Tensor, weight: torch.Tensor, num_pos: torch.Tensor,
+              relation: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """s_cls, t_cls: (B, N, C) logits (teacher without gradient); weight: (B, N) teacher confidence; num_pos: the
-    number of positives. Returns (binary term, relation term), raw scalars."""
+    number of positives. Returns (binary term, relation term), raw scalars; the relation term is None with
+    `relation=False` (not computed: FTPD's default weighs it 0)."""
     t_prob = t_cls.detach().sigmoid()
     binary = normalised(binary_kd(s_cls, t_prob, gamma=1.0).sum(), num_pos)
+    if not relation:
+        return binary, None
     s_prob = s_cls.sigmoid()
     # Across classes, per location.
     inter = dice_distance(s_prob - s_prob.mean(-1, keepdim=True), t_prob - t_prob.mean(-1, keepdim=True), -1)  # (B, N)
