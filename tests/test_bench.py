@@ -6,7 +6,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from ftpdet.bench.accuracy import AccuracyBench, eval_key, plan_runs, run_key, training_modules
+from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import answers, choice_table, every_baseline_helps, regime, time_table
@@ -84,9 +84,18 @@ def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
     assert res.row("hetero", "student")["keys"] == res.row("main", "student")["keys"]
     assert res.row("hetero", "ftpd")["keys"] != [ftpd_key]  # another teacher, another run
     assert len({r["key"] for r in results["records"]}) == len(results["records"])
+    # The per-term log: FTPD's record carries its default terms (no relation term: weighed 0), the student's none.
+    by_key = {r["key"]: r for r in results["records"]}
+    ftpd_terms = by_key[ftpd_key]["terms"]
+    assert {"distill_ftpd_cls", "distill_ftpd_box", "distill_ftpd_giou", "loss_qfl", "loss"} <= set(ftpd_terms)
+    assert "distill_ftpd_rel" not in ftpd_terms and ftpd_terms["distill_ftpd_giou"] > 0
+    student_terms = by_key[res.row("main", "student")["keys"][0]]["terms"]
+    assert student_terms["loss_qfl"] > 0 and not any(k.startswith("distill") for k in student_terms)
     assert set(results["teachers"]) == {"main", "hetero"}
     assert results["teachers"]["main"]["backbone"] != results["teachers"]["hetero"]["backbone"]
     report = (out / "benchmarks.md").read_text()
+    assert "| method | seeds logged | total | GFL terms | distillation terms |" in report
+    assert "ftpd_giou" in report
     for heading in ("### Main comparison", "### FTPD against each baseline", "### FTPD ablation", "### Where PD distils", "### How DLT sets",
                     "### LD's temperature", "### Heterogeneous pair", "### Does FTPD beat the baselines on this data?"):
         assert heading in report, heading
@@ -307,6 +316,17 @@ def test_report_is_regenerated_from_the_json_alone(smoke, tmp_path):
     res = runner.invoke(app, ["bench", "report", str(report)])
     assert res.exit_code == 0, res.output
     assert report.read_text() == first
+
+
+def test_last_epoch_terms_average_the_final_epochs_logged_steps(tmp_path):
+    lines = [{"step": 10, "epoch": 1, "loss": 9.0, "loss_qfl": 9.0},
+             {"step": 20, "epoch": 2, "loss": 3.0, "loss_qfl": 1.0, "distill_x": 2.0, "distill_x_raw": 4.0},
+             {"step": 20, "epoch": 2, "eval": {"AP": 0.1}},
+             {"step": 30, "epoch": 2, "loss": 5.0, "loss_qfl": 2.0, "distill_x": 3.0, "distill_x_raw": 6.0}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert last_epoch_terms(path) == {"distill_x": 2.5, "distill_x_raw": 5.0, "loss": 4.0, "loss_qfl": 1.5}
+    assert last_epoch_terms(tmp_path / "missing.jsonl") == {}
 
 
 def test_paired_differences_and_gap_closure():

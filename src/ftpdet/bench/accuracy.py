@@ -197,6 +197,17 @@ def metrics_record(result, steps: int) -> dict[str, Any]:
     }
 
 
+def last_epoch_terms(metrics_jsonl: Path) -> dict[str, float]:
+    """Each loss term's mean over the last epoch's logged steps, weighted (what the optimiser sums) and raw
+    (`<name>_raw`), from a run's metrics.jsonl: the per-term log that says what a method actually optimised."""
+    if not metrics_jsonl.is_file():
+        return {}
+    train = [r for r in map(json.loads, metrics_jsonl.read_text().splitlines()) if "eval" not in r and "epoch" in r]
+    last = [r for r in train if r["epoch"] == train[-1]["epoch"]] if train else []
+    names = sorted({k for r in last for k in r if k.startswith(("loss", "distill"))})
+    return {k: round(sum(r[k] for r in last if k in r) / sum(k in r for r in last), 5) for k in names}
+
+
 class AccuracyBench:
     """Plans, runs (or reuses) and collects every run of one benchmark under `out`."""
 
@@ -346,7 +357,8 @@ class AccuracyBench:
         else:
             steps = result.history[-1]["step"] if result.history else 0
             record = {"key": key, "status": "done", "eval_key": measured, "history_eval_key": measured,
-                      "val_images": len(read_coco_json(Path(cfg.data.val_ann))["images"]), **metrics_record(result, steps)}
+                      "val_images": len(read_coco_json(Path(cfg.data.val_ann))["images"]), **metrics_record(result, steps),
+                      "terms": last_epoch_terms(run_dir / "metrics.jsonl")}
         record["wall_seconds"] = round(time.perf_counter() - t0, 1)
         record["run_dir"] = str(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau
 from ftpdet.bench.stats import Results
 from ftpdet.bench.tables import (answers, choice_table, comparison_table, part_effects, regime, simple_table,
-                                 speed_table, time_table, versus_baselines)
+                                 speed_table, term_table, time_table, versus_baselines)
 
 
 def assets_dir(report: Path) -> Path:
@@ -109,6 +109,11 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "",
         *versus_baselines(res),
         "",
+        "What each method optimised: its loss terms in the last epoch (mean over logged steps, weighted as summed), "
+        "mean over the seeds whose records carry this log; raw values are in the results JSON (`terms`).",
+        "",
+        *term_table(res, "main"),
+        "",
         "### FTPD ablation",
         "",
         *comparison_table(res, "ablation", "main", "parts switched on"),
@@ -138,6 +143,10 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"### Heterogeneous pair: {data['configs']['hetero']} teacher -> {data['configs']['student']} student",
         "",
         *comparison_table(res, "hetero", "hetero"),
+        "",
+        "Their loss terms in the last epoch, as above:",
+        "",
+        *term_table(res, "hetero"),
         "",
         "### What the benchmark took",
         "",

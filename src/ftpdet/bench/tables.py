@@ -84,6 +84,28 @@ def versus_baselines(res: Results) -> list[str]:
     return lines
 
 
+def term_table(res: Results, table: str) -> list[str]:
+    """Each row's loss terms in its last epoch, weighted as the optimiser summed them, mean over the seeds whose
+    records carry the term log (`terms`; runs reused from before it have none): what each method optimised."""
+    lines = ["| method | seeds logged | total | GFL terms | distillation terms |", "|---|---|---|---|---|"]
+    for row in res.rows(table):
+        logged = [r["terms"] for r in res.records(row) if r.get("terms")]
+        if not logged:
+            lines.append(f"| {row['label']} | 0 | | | |")
+            continue
+        names = sorted({k for t in logged for k in t if not k.endswith("_raw") and k != "loss"})
+
+        def mean(k: str) -> float:
+            return float(np.mean([t[k] for t in logged if k in t]))
+
+        def cells(prefix: str, strip: str) -> str:
+            return ", ".join(f"{k.removeprefix(strip)} {mean(k):.3f}" for k in names if k.startswith(prefix))
+
+        lines.append(f"| {row['label']} | {len(logged)} | {mean('loss'):.3f} | {cells('loss_', 'loss_')} | "
+                     f"{cells('distill_', 'distill_')} |")
+    return lines
+
+
 # (part, with it, without it): rows of the ablation table that differ by that part alone
 PART_EFFECTS = (
     ("DLT, given PD", "PD + DLT", "PD"),
