@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
-from ftpdet.bench.tables import answers, choice_table, every_baseline_helps, regime, time_table
+from ftpdet.bench.tables import answers, choice_table, earlier_note, every_baseline_helps, regime, time_table
 from ftpdet.cli import app
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection
@@ -392,6 +392,15 @@ def test_choice_table_gives_each_variant_its_paired_difference_from_the_defaults
     assert lines[2].startswith("| quality (default) | 2 | 5.50 ± 0.71") and "(the defaults)" in lines[2]
     # -0.25 +- t(0.975, 1) * 1.06 / sqrt(2): two seeds that disagree give a wide interval holding 0
     assert lines[3] == "| std | 2 | 5.25 ± 0.35 | 10.50 ± 0.71 | 5.25 ± 0.35 | +0.50, -1.00 | -0.25 [-9.78, +9.28] | no |"
+    assert earlier_note(Results(data), "dlt", "ablation") == []
+    # New defaults re-key the main table's FTPD: the table, not rerun yet, pairs with its own first row and says so.
+    data["records"] += [rec("n0", 0, 7.0), rec("n1", 1, 7.0)]
+    data["tables"]["main"][0]["keys"] = ["n0", "n1"]
+    lines = choice_table(Results(data), "dlt", "DLT")
+    assert "(the earlier defaults)" in lines[2]
+    assert lines[3].endswith("| +0.50, -1.00 | -0.25 [-9.78, +9.28] | no |")  # against its own defaults, not n0/n1
+    note = earlier_note(Results(data), "dlt", "ablation")
+    assert "earlier defaults" in note[1] and "--only ablation" in note[1]
 
 
 def test_hetero_answer_needs_a_paired_lead_over_every_baseline_of_the_pair():

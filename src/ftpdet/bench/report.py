@@ -16,7 +16,7 @@ from typing import Any
 
 from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau
 from ftpdet.bench.stats import Results
-from ftpdet.bench.tables import (answers, choice_table, comparison_table, part_effects, regime, simple_table,
+from ftpdet.bench.tables import (answers, choice_table, comparison_table, earlier_note, part_effects, regime, simple_table,
                                  speed_table, term_table, time_table, versus_baselines)
 
 
@@ -117,6 +117,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "### FTPD ablation",
         "",
         *comparison_table(res, "ablation", "main", "parts switched on"),
+        *earlier_note(res, "ablation", "ablation"),
         "",
         "Each part's effect, paired per seed (resolved: the 95% interval excludes 0):",
         "",
@@ -125,18 +126,22 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "### Where PD distils (`distill.ftpd.pd.position`), and whether it transfers the box (`pd.box`)",
         "",
         *choice_table(res, "position", "position"),
+        *earlier_note(res, "position", "ablation"),
         "",
         "### How DLT sets the box temperature (`distill.ftpd.dlt.mode`)",
         "",
         *choice_table(res, "dlt", "DLT"),
+        *earlier_note(res, "dlt", "ablation"),
         "",
         "### How CTF distils classes (`distill.ftpd.ctf.mode`)",
         "",
         *choice_table(res, "ctf", "CTF"),
+        *earlier_note(res, "ctf", "ablation"),
         "",
         "### LD's temperature against FTPD's none",
         "",
         *simple_table(res, "tau", "run"),
+        *earlier_note(res, "tau", "tau"),
         "",
         f"![tau sweep]({rel}/tau.png)",
         "",

@@ -88,21 +88,25 @@ def term_table(res: Results, table: str) -> list[str]:
     """Each row's loss terms in its last epoch, weighted as the optimiser summed them, mean over the seeds whose
     records carry the term log (`terms`; runs reused from before it have none): what each method optimised."""
     lines = ["| method | seeds logged | total | GFL terms | distillation terms |", "|---|---|---|---|---|"]
+    missing = []
     for row in res.rows(table):
         logged = [r["terms"] for r in res.records(row) if r.get("terms")]
         if not logged:
-            lines.append(f"| {row['label']} | 0 | | | |")
+            missing.append(row["label"])
             continue
         names = sorted({k for t in logged for k in t if not k.endswith("_raw") and k != "loss"})
 
         def mean(k: str) -> float:
             return float(np.mean([t[k] for t in logged if k in t]))
 
-        def cells(prefix: str, strip: str) -> str:
-            return ", ".join(f"{k.removeprefix(strip)} {mean(k):.3f}" for k in names if k.startswith(prefix))
+        def cells(prefix: str) -> str:
+            return ", ".join(f"{k.removeprefix(prefix)} {mean(k):.3f}" for k in names if k.startswith(prefix))
 
-        lines.append(f"| {row['label']} | {len(logged)} | {mean('loss'):.3f} | {cells('loss_', 'loss_')} | "
-                     f"{cells('distill_', 'distill_')} |")
+        lines.append(f"| {row['label']} | {len(logged)} | {mean('loss'):.3f} | {cells('loss_')} | {cells('distill_')} |")
+    if len(lines) == 2:
+        return ["No run of this table carries the per-term log yet (each was trained before records kept it)."]
+    if missing:
+        lines += ["", f"Not logged (trained before records kept the terms): {', '.join(missing)}."]
     return lines
 
 
@@ -134,18 +138,38 @@ def simple_table(res: Results, table: str, label_col: str) -> list[str]:
     return lines
 
 
+def is_earlier(res: Results, table: str) -> bool:
+    """Whether `table` was measured at FTPD's earlier defaults: it has FTPD rows and none of them holds a run of the
+    main table's FTPD (a change of defaults re-keys every FTPD run; the table keeps its runs until it is rerun)."""
+    main = set(res.row("main", "ftpd")["keys"]) if res.row("main", "ftpd") else set()
+    rows = [row for row in res.rows(table) if row["method"] == "ftpd"]
+    return bool(main and rows and not any(main & set(row["keys"]) for row in rows))
+
+
+def earlier_note(res: Results, table: str, part: str) -> list[str]:
+    """A line saying a table predates FTPD's current defaults (empty when it does not)."""
+    if not is_earlier(res, table):
+        return []
+    return ["", f"*Measured at FTPD's earlier defaults: no run here is the main table's FTPD. Its rows compare with "
+                f"each other (the first row ran those defaults); `ftpdet bench accuracy --only {part}` reruns it at the "
+                "current ones.*"]
+
+
 def choice_table(res: Results, table: str, label_col: str) -> list[str]:
     """A table of FTPD variants that differ from its defaults in one choice, each with its paired difference from
-    the defaults (the main table's FTPD, same seeds), so a default is kept or changed on per-seed evidence."""
+    the defaults (the main table's FTPD, same seeds), so a default is kept or changed on per-seed evidence. A table
+    measured at earlier defaults (`is_earlier`) is paired with its own first row, the defaults it ran at."""
     keys = ("AP", "AP50", "AP75")
-    default_row = res.row("main", "ftpd")
+    earlier = is_earlier(res, table)
+    default_row = res.rows(table)[0] if earlier else res.row("main", "ftpd")
     default, default_keys = res.values(default_row), set(default_row["keys"]) if default_row else set()
     lines = [f"| {label_col} | seeds | " + " | ".join(keys) + " | minus defaults, per seed | mean [95% interval] | resolved? |",
              "|---|---|" + "---|" * len(keys) + "---|---|---|"]
     for row in res.rows(table):
         cells = " | ".join(_metric_cells(res, row, keys))
         if default_keys and set(row["keys"]) <= default_keys:  # the same runs as FTPD's defaults
-            lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | (the defaults) | | |")
+            which = "the earlier defaults" if earlier else "the defaults"
+            lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | ({which}) | | |")
             continue
         d = paired(res.values(row), default)
         lines.append(f"| {row['label']} | {len(res.records(row))} | {cells} | {difference_cells(d) if d else ' | | '} |")
