@@ -155,6 +155,39 @@ def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, 
     assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau, plateau" in bad.output
 
 
+def test_runs_of_another_machine_are_neither_reused_nor_continued(smoke, tmp_path):
+    """Another CPU trains other weights from the same key, so its records are not reused and its results (--out's
+    or the report's) are not continued: one line, exit 2, the file untouched. On the same machine a new --out starts
+    from the report's own results, so a sitting of some parts keeps the report's other tables."""
+    from ftpdet.provenance import machine_description
+
+    out, _ = smoke
+    before = json.loads((out / "results.json").read_text())
+    assert {r["machine"] for r in before["records"]} == {machine_description()}
+    same = tmp_path / "same.json"
+    shutil.copyfile(out / "results.json", same)
+    bench = AccuracyBench(PRESETS["smoke"], tmp_path / "fresh", progress=False, reuse=(same,), mirror=same)
+    assert set(bench.known) == {r["key"] for r in before["records"]} and bench.known_teachers
+    assert bench.previous["tables"] == before["tables"]  # the report's own results are the earlier sitting
+    # records of another machine, with the machine per record or (older records) only in the file
+    other = tmp_path / "benchmarks" / "accuracy.json"
+    other.parent.mkdir()
+    def old_style(records):
+        return [{k: v for k, v in r.items() if k != "machine"} for r in records]
+
+    other.write_text(json.dumps(before | {"machine": "Another CPU, 2 threads", "records": old_style(before["records"]),
+                                          "teachers": dict(zip(before["teachers"], old_style(before["teachers"].values()))),
+                                          "pretrain": {}}))
+    bench = AccuracyBench(PRESETS["smoke"], tmp_path / "fresh", progress=False, reuse=(other,))
+    assert bench.known == {} and bench.known_teachers == {}
+    text = other.read_text()
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(tmp_path / "fresh"),
+                              "--report", str(tmp_path / "benchmarks.md")])
+    assert res.exit_code == 2, res.output
+    assert f"{other}: measured on Another CPU, 2 threads, and this machine is {machine_description()}" in res.output
+    assert other.read_text() == text and not (tmp_path / "fresh" / "results.json").exists()
+
+
 def test_a_new_validation_set_measures_finished_runs_again_without_training(smoke, tmp_path, monkeypatch):
     """Evaluation cannot move the weights, so a run whose final checkpoint is here is evaluated again when only the
     validation set (or an evaluation setting) changed: on the same images it gives the AP training measured, on

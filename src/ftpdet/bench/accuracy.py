@@ -237,15 +237,32 @@ class AccuracyBench:
         unknown = [p for p in self.only if p not in PARTS]
         if unknown:
             raise FtpdetError(f"--only {unknown[0]}: choose from {', '.join(PARTS)}")
-        self.previous = json.loads((self.out / "results.json").read_text()) if (self.out / "results.json").is_file() else {}
+        # A run is a function of its key on one machine: another CPU's kernels round differently, so the same key
+        # trains other weights there (the lab's teacher: 24.46 AP on one machine, 25.39 on another). Runs of two
+        # machines never share a table: results of another machine are not continued, nor their records reused.
+        self.machine = machine_description()
+        own = [path for path in (self.out / "results.json", self.mirror) if path is not None and path.is_file()]
+        for path in own:
+            measured_on = json.loads(path.read_text()).get("machine")
+            if measured_on not in (None, self.machine):
+                raise FtpdetError(f"{path}: measured on {measured_on}, and this machine is {self.machine}; the same "
+                                  "run trains other weights on another CPU, so runs made here would not pair with its "
+                                  "runs. Give this machine its own --out and --report, or run where those were measured")
+        # The earlier sitting: --out's results, else (a new machine of the same kind) the report's own JSON.
+        self.previous = json.loads(own[0].read_text()) if own else {}
         self.kept_records: list[dict] = []  # the earlier sitting's records (those its tables still list are kept)
         self.known: dict[str, dict] = {}  # finished records by key, from earlier sittings and committed results
         self.known_teachers: dict[str, dict] = {}
-        reused = [json.loads(Path(source).read_text()) for source in reuse if Path(source).is_file()]
-        for earlier in [*reused, self.previous]:
-            self.known |= {r["key"]: r for r in earlier.get("records", []) if r.get("status") == "done"}
-            self.known_teachers |= {t["key"]: t for t in earlier.get("teachers", {}).values() if t.get("status") == "done"}
-            self.known_teachers |= {t["key"]: t for t in earlier.get("pretrain", {}).values() if t.get("status") == "done"}
+        reused = {str(source): json.loads(Path(source).read_text()) for source in reuse if Path(source).is_file()}
+        for source, earlier in [*reused.items(), ("--out", self.previous)]:
+            here = self.same_machine(earlier)
+            skipped = sum(r.get("status") == "done" for r in earlier.get("records", [])) - sum(
+                r.get("status") == "done" for r in here["records"])
+            if skipped:
+                print(f"{source}: {skipped} finished runs were measured on {earlier.get('machine')}, not on this "
+                      f"machine ({self.machine}): not reused")
+            self.known |= {r["key"]: r for r in here["records"] if r.get("status") == "done"}
+            self.known_teachers |= {t["key"]: t for t in here["teachers"] if t.get("status") == "done"}
         self.configs = {
             "main": teacher_config or preset.teacher,
             "hetero": hetero_teacher_config or preset.hetero_teacher,
@@ -262,6 +279,15 @@ class AccuracyBench:
         self.teacher_records: dict[str, dict] = {}
         self.pretrain_records: dict[str, dict] = {}
         self._params: dict[str, float] = {}
+
+    def same_machine(self, results: dict[str, Any]) -> dict[str, list[dict]]:
+        """The records and teacher/pretraining records of a results JSON measured on this machine: each record's own
+        `machine`, else (records from before it was kept per run) the file's."""
+        def here(rs: list[dict]) -> list[dict]:
+            return [r for r in rs if r.get("machine", results.get("machine")) == self.machine]
+
+        return {"records": here(results.get("records", [])),
+                "teachers": here([*results.get("teachers", {}).values(), *results.get("pretrain", {}).values()])}
 
     # -- data ------------------------------------------------------------------------------------------
     def prepare_data(self) -> Path:
@@ -361,6 +387,7 @@ class AccuracyBench:
                       "terms": last_epoch_terms(run_dir / "metrics.jsonl")}
         record["wall_seconds"] = round(time.perf_counter() - t0, 1)
         record["run_dir"] = str(run_dir)
+        record["machine"] = self.machine
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "record.json", record)
         return record
@@ -538,7 +565,7 @@ class AccuracyBench:
             "preset": p.name,
             "command": self.command,
             "date": date.today().isoformat(),
-            "machine": machine_description(),
+            "machine": self.machine,
             "python": platform.python_version(),
             "data": {"root": str(self.data_root), "builtin": self.user_data is None,
                      "fingerprint": {"train": self.train_fp, "val": self.val_fp},
