@@ -351,6 +351,25 @@ def test_report_is_regenerated_from_the_json_alone(smoke, tmp_path):
     assert report.read_text() == first
 
 
+def test_a_report_of_the_main_comparison_alone_names_the_parts_it_did_not_run(smoke, tmp_path):
+    out, _ = smoke
+    data = json.loads((out / "results.json").read_text())
+    data["tables"] = {"main": data["tables"]["main"]}  # as `--only main` on a new dataset leaves it
+    report = tmp_path / "bench.md"
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "accuracy.json").write_text(json.dumps(data))
+    res = runner.invoke(app, ["bench", "report", str(report)])
+    assert res.exit_code == 0, res.output
+    text = report.read_text()
+    assert "### Main comparison" in text and "### FTPD against each baseline" in text
+    for heading in ("### FTPD ablation", "### Where PD distils", "### How DLT", "### How CTF", "### LD's temperature",
+                    "### Heterogeneous pair"):
+        assert heading not in text, heading
+    assert ("Not measured in this benchmark: FTPD's ablation, PD positions, DLT modes, CTF modes, LD's tau sweep, "
+            "the heterogeneous pair") in text
+    assert not (tmp_path / "bench" / "tau.png").exists()
+
+
 def test_last_epoch_terms_average_the_final_epochs_logged_steps(tmp_path):
     lines = [{"step": 10, "epoch": 1, "loss": 9.0, "loss_qfl": 9.0},
              {"step": 20, "epoch": 2, "loss": 3.0, "loss_qfl": 1.0, "distill_x": 2.0, "distill_x_raw": 4.0},

@@ -114,45 +114,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "",
         *term_table(res, "main"),
         "",
-        "### FTPD ablation",
-        "",
-        *comparison_table(res, "ablation", "main", "parts switched on"),
-        *earlier_note(res, "ablation", "ablation"),
-        "",
-        "Each part's effect, paired per seed (resolved: the 95% interval excludes 0):",
-        "",
-        *part_effects(res),
-        "",
-        "### Where PD distils (`distill.ftpd.pd.position`), and whether it transfers the box (`pd.box`)",
-        "",
-        *choice_table(res, "position", "position"),
-        *earlier_note(res, "position", "ablation"),
-        "",
-        "### How DLT sets the box temperature (`distill.ftpd.dlt.mode`)",
-        "",
-        *choice_table(res, "dlt", "DLT"),
-        *earlier_note(res, "dlt", "ablation"),
-        "",
-        "### How CTF distils classes (`distill.ftpd.ctf.mode`)",
-        "",
-        *choice_table(res, "ctf", "CTF"),
-        *earlier_note(res, "ctf", "ablation"),
-        "",
-        "### LD's temperature against FTPD's none",
-        "",
-        *simple_table(res, "tau", "run"),
-        *earlier_note(res, "tau", "tau"),
-        "",
-        f"![tau sweep]({rel}/tau.png)",
-        "",
-        f"### Heterogeneous pair: {data['configs']['hetero']} teacher -> {data['configs']['student']} student",
-        "",
-        *comparison_table(res, "hetero", "hetero"),
-        "",
-        "Their loss terms in the last epoch, as above:",
-        "",
-        *term_table(res, "hetero"),
-        "",
+        *optional_sections(res, data, rel),
         "### What the benchmark took",
         "",
         "Wall-clock training time (evaluations included) on the machine above, one run after another:",
@@ -161,7 +123,72 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
     ]
     plot_bars(res, assets / "bars.png")
     plot_curves(res, assets / "curves.png")
-    plot_tau(res, assets / "tau.png")
+    if res.rows("tau"):
+        plot_tau(res, assets / "tau.png")
+    return lines
+
+
+def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]:
+    """The tables of the parts besides the main comparison (`--only`), each when this benchmark ran it; the parts it
+    did not run are named in one line instead of as empty tables."""
+    sections = {
+        "FTPD's ablation": ("ablation", [
+            "### FTPD ablation",
+            "",
+            *comparison_table(res, "ablation", "main", "parts switched on"),
+            *earlier_note(res, "ablation", "ablation"),
+            "",
+            "Each part's effect, paired per seed (resolved: the 95% interval excludes 0):",
+            "",
+            *part_effects(res),
+            "",
+        ]),
+        "PD positions": ("position", [
+            "### Where PD distils (`distill.ftpd.pd.position`), and whether it transfers the box (`pd.box`)",
+            "",
+            *choice_table(res, "position", "position"),
+            *earlier_note(res, "position", "ablation"),
+            "",
+        ]),
+        "DLT modes": ("dlt", [
+            "### How DLT sets the box temperature (`distill.ftpd.dlt.mode`)",
+            "",
+            *choice_table(res, "dlt", "DLT"),
+            *earlier_note(res, "dlt", "ablation"),
+            "",
+        ]),
+        "CTF modes": ("ctf", [
+            "### How CTF distils classes (`distill.ftpd.ctf.mode`)",
+            "",
+            *choice_table(res, "ctf", "CTF"),
+            *earlier_note(res, "ctf", "ablation"),
+            "",
+        ]),
+        "LD's tau sweep": ("tau", [
+            "### LD's temperature against FTPD's none",
+            "",
+            *simple_table(res, "tau", "run"),
+            *earlier_note(res, "tau", "tau"),
+            "",
+            f"![tau sweep]({rel}/tau.png)",
+            "",
+        ]),
+        "the heterogeneous pair": ("hetero", [
+            f"### Heterogeneous pair: {data['configs']['hetero']} teacher -> {data['configs']['student']} student",
+            "",
+            *comparison_table(res, "hetero", "hetero"),
+            "",
+            "Their loss terms in the last epoch, as above:",
+            "",
+            *term_table(res, "hetero"),
+            "",
+        ]),
+    }
+    lines = [line for table, block in sections.values() if res.rows(table) for line in block]
+    missing = [name for name, (table, _) in sections.items() if not res.rows(table)]
+    if missing:
+        lines += [f"Not measured in this benchmark: {', '.join(missing)} (`ftpdet bench accuracy --only ...` runs "
+                  "them).", ""]
     return lines
 
 
