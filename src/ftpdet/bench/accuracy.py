@@ -237,9 +237,10 @@ class AccuracyBench:
         unknown = [p for p in self.only if p not in PARTS]
         if unknown:
             raise FtpdetError(f"--only {unknown[0]}: choose from {', '.join(PARTS)}")
-        # A run is a function of its key on one machine: another CPU's kernels round differently, so the same key
-        # trains other weights there (the lab's teacher: 24.46 AP on one machine, 25.39 on another). Runs of two
-        # machines never share a table: results of another machine are not continued, nor their records reused.
+        # A run is a function of its key on one machine: another CPU's kernels may round differently, so the same key
+        # can train other weights there (the lab's bf16 teacher: 24.46 AP on an AMD EPYC, 25.39 on an Intel Xeon with
+        # AMX; the float32 student's pretraining gave the same AP on both). Runs of two machines never share a
+        # table: results of another machine are not continued, nor their records reused.
         self.machine = machine_description()
         own = [path for path in (self.out / "results.json", self.mirror) if path is not None and path.is_file()]
         for path in own:
