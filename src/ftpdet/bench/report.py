@@ -34,6 +34,15 @@ def choice_seeds(data: dict[str, Any]) -> str:
     return f"FTPD's ablation over {ablation}; PD positions and DLT modes over {s['extra_seeds']}"
 
 
+def other_seeds(data: dict[str, Any], res: Results) -> str:
+    """'; FTPD's ablation ... over 3; heterogeneous pair over 5; tau sweep over 3' for the parts this benchmark ran."""
+    s = data["schedule"]
+    parts = [(("ablation", "position", "dlt", "ctf"), choice_seeds(data)),
+             (("hetero",), f"heterogeneous pair over {s.get('hetero_seeds', s['extra_seeds'])}"),
+             (("tau",), f"tau sweep over {s['extra_seeds']}")]
+    return "".join(f"; {words}" for tables, words in parts if any(res.rows(t) for t in tables))
+
+
 def pretraining(schedule: dict[str, Any]) -> str:
     """The sentence saying where backbones started (results from before pretraining existed: random weights)."""
     if not schedule.get("pretrain_epochs"):
@@ -69,9 +78,8 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"Produced by `{data['command']}` on {data['date']}, at commit {data.get('commit') or 'unknown'}, on "
         f"{data['machine']}. Data: {dataset}. {pretraining(s)}Teachers {s['teacher_epochs']} epochs; every student run "
         f"{s['student_epochs']} epochs, evaluated every {s['eval_every']}. Main comparison over {s['seeds']} paired "
-        f"seeds (seed k: same student initialisation, data order and augmentation for every method); "
-        f"{choice_seeds(data)}; heterogeneous pair over {s.get('hetero_seeds', s['extra_seeds'])}; tau sweep "
-        f"over {s['extra_seeds']}. AP is COCO AP (%) of each "
+        f"seeds (seed k: same student initialisation, data order and augmentation for every method)"
+        f"{other_seeds(data, res)}. AP is COCO AP (%) of each "
         f"run's final checkpoint on the validation set; mean ± std (sample std) over seeds; a difference between two "
         f"runs is the mean of their per-seed differences with its 95% t-interval. {remeasured(data)}Results: "
         f"[`{rel}/accuracy.json`]({rel}/accuracy.json).",
