@@ -368,6 +368,9 @@ def test_a_report_of_the_main_comparison_alone_names_the_parts_it_did_not_run(sm
     assert ("Not measured in this benchmark: FTPD's ablation, PD positions, DLT modes, CTF modes, LD's tau sweep, "
             "the heterogeneous pair") in text
     assert not (tmp_path / "bench" / "tau.png").exists()
+    assert "heterogeneous pair over" not in text and "tau sweep over" not in text  # the header names the parts run
+    full = runner.invoke(app, ["bench", "report", str(out / "benchmarks.md")])
+    assert full.exit_code == 0 and "heterogeneous pair over 1; tau sweep over 1." in (out / "benchmarks.md").read_text()
 
 
 def test_last_epoch_terms_average_the_final_epochs_logged_steps(tmp_path):
