@@ -401,13 +401,16 @@ def bench_variant(
                 "not resolved": "not resolved (the interval holds 0)"}
     verdict = verdicts[beats(diffs)]
     typer.echo(f"  paired difference: {interval(diffs)} (95% interval) over {len(rows)} seed(s): {verdict}")
-    gains = [r["gain"] for r in rows]
-    students = ", ".join(f"{r['student_AP']:.2f}" for r in rows)
-    typer.echo(f"  the variant minus the plain student ({students}): {interval(gains)}: {verdicts[beats(gains)]}")
+
+    def minus(what: str, aps: list[float]) -> None:
+        """The variant minus another run of the same seeds (their APs listed): the paired interval and verdict."""
+        d = [r["AP"] - ap for r, ap in zip(rows, aps)]
+        listed = ", ".join(f"{ap:.2f}" for ap in aps)
+        typer.echo(f"  the variant minus {what} ({listed}): {interval(d)}: {verdicts[beats(d)]}")
+
+    minus("the plain student", [r["student_AP"] for r in rows])
     for other in baselines or ():
-        diffs = [r["AP"] - r["against"][other] for r in rows]
-        aps = ", ".join(f"{r['against'][other]:.2f}" for r in rows)
-        typer.echo(f"  the variant minus {other} at its defaults ({aps}): {interval(diffs)}: {verdicts[beats(diffs)]}")
+        minus(f"{other} at its defaults", [r["against"][other] for r in rows])
 
 
 @bench_app.command("profile")
