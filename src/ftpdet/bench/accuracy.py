@@ -242,15 +242,15 @@ class AccuracyBench:
         # AMX; the float32 student's pretraining gave the same AP on both). Runs of two machines never share a
         # table: results of another machine are not continued, nor their records reused.
         self.machine = machine_description()
-        own = [path for path in (self.out / "results.json", self.mirror) if path is not None and path.is_file()]
-        for path in own:
-            measured_on = json.loads(path.read_text()).get("machine")
-            if measured_on not in (None, self.machine):
-                raise FtpdetError(f"{path}: measured on {measured_on}, and this machine is {self.machine}; the same "
-                                  "run trains other weights on another CPU, so runs made here would not pair with its "
-                                  "runs. Give this machine its own --out and --report, or run where those were measured")
+        own = {path: json.loads(path.read_text()) for path in (self.out / "results.json", self.mirror)
+               if path is not None and path.is_file()}
+        for path, results in own.items():
+            if results.get("machine") not in (None, self.machine):
+                raise FtpdetError(f"{path}: measured on {results['machine']}, and this machine is {self.machine}; the "
+                                  "same run trains other weights on another CPU, so runs made here would not pair with "
+                                  "its runs. Give this machine its own --out and --report, or run where those were measured")
         # The earlier sitting: --out's results, else (a new machine of the same kind) the report's own JSON.
-        self.previous = json.loads(own[0].read_text()) if own else {}
+        self.previous = next(iter(own.values()), {})
         self.kept_records: list[dict] = []  # the earlier sitting's records (those its tables still list are kept)
         self.known: dict[str, dict] = {}  # finished records by key, from earlier sittings and committed results
         self.known_teachers: dict[str, dict] = {}
