@@ -26,7 +26,7 @@ FTPD_VARIANTS = [
     ["distill.ftpd.dlt.mode=std"], ["distill.ftpd.dlt.mode=entropy"], ["distill.ftpd.dlt.enabled=false"],
     ["distill.ftpd.ctf.mode=standardized"], ["distill.ftpd.ctf.mode=binary"], ["distill.ftpd.ctf.enabled=false"],
     ["distill.ftpd.dlt.mode=sharpness"], ["distill.ftpd.ctf.mode=relation"], ["distill.ftpd.rel_weight=1"],
-    ["distill.ftpd.pd.box=false"],
+    ["distill.ftpd.pd.box=false"], ["distill.ftpd.pd.cross_layer=1"],
 ]
 
 
@@ -190,7 +190,8 @@ def test_every_method_runs_through_the_trainer_and_resumes(tiny_data, teacher_ck
 
 
 @pytest.mark.parametrize("spec,extra", [("crosskd", []), ("ftpd", ["distill.ftpd.pd.position=1"]),
-                                        ("ftpd", ["distill.ftpd.pd.position=0"]), ("ftpd+pkd", [])])
+                                        ("ftpd", ["distill.ftpd.pd.position=0"]), ("ftpd+pkd", []),
+                                        ("ftpd", ["distill.ftpd.pd.cross_layer=1"])])
 def test_distillation_under_bf16_autocast(tiny_data, teacher_ckpt, tmp_path, spec, extra):
     cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=1", "train.amp=bf16", *extra)
     result = train(cfg, teacher=teacher_ckpt, method=spec, progress=False)

@@ -186,3 +186,35 @@ def test_dense_ctf_relation_term_runs_only_when_weighted(teacher_ckpt, tiny_data
     assert weighted["distill_ftpd_rel"].item() > 1e-3
     assert default["distill_ftpd_cls"].item() == pytest.approx(weighted["distill_ftpd_cls"].item(), rel=1e-6)
     assert default["distill_ftpd_cls"].item() > 0
+
+
+def test_pd_cross_layer_adds_a_branch_that_teaches_the_tower_and_leaves_the_head_and_outputs_alone(teacher_ckpt,
+                                                                                                    tiny_data):
+    """`pd.cross_layer`: the same terms again, through the teacher head's remaining layers. The output terms are the
+    same numbers with or without it; the branch's terms reach the student's tower, never its predictors."""
+    from ftpdet.data.coco import CocoDetection, collate
+    from ftpdet.errors import ConfigError
+    from ftpdet.models.detector import build_detector
+    from tests.test_distill import make_distiller, teacher_model
+
+    ds = CocoDetection(tiny_data / "annotations" / "instances_train.json", tiny_data / "train", 64)
+    images, targets = collate([ds[i] for i in range(4)])
+    teacher = teacher_model(teacher_ckpt)
+    torch.manual_seed(1)
+    student = build_detector(teacher.cfg, teacher.num_classes)
+    with torch.no_grad():
+        _, plain = make_distiller(teacher, student, "ftpd").eval()(images, targets)
+    d = make_distiller(teacher, student, "ftpd", ["distill.ftpd.pd.cross_layer=1"]).eval()
+    _, terms = d(images, targets)
+    assert set(terms) >= {f"distill_ftpd_x_{k}" for k in ("cls", "box", "giou")} | set(plain)
+    for name, value in plain.items():
+        assert terms[name].item() == pytest.approx(value.item(), rel=1e-6), name
+    branch = sum(v for k, v in terms.items() if k.startswith("distill_ftpd_x_"))
+    assert branch.item() > 1e-3
+    head = student.head
+    grads = torch.autograd.grad(branch, [head.cls_convs[0][0].weight, head.cls_out.weight, head.reg_out.weight],
+                                allow_unused=True)
+    assert grads[0] is not None and grads[0].abs().sum() > 0  # the tower learns from the branch
+    assert all(g is None or g.abs().sum() == 0 for g in grads[1:])  # the student's own predictors do not
+    with pytest.raises(ConfigError, match="distill.ftpd: pd.cross_layer .* needs pd.position 'output'"):
+        make_distiller(teacher, student, "ftpd", ["distill.ftpd.pd.cross_layer=1", "distill.ftpd.pd.position=0"])

@@ -8,6 +8,7 @@ in DESIGN.md section 4. Three switchable parts, so the ablation is a config chan
   differ), so the student head is not pulled between ground truth and teacher. With PD off, the classic
   region is used instead: the ATSS positives, uniformly weighted, at the student's outputs.
   With `pd.box`, the decoded box too (GIoU to the teacher's box, weighted where the two disagree on classes).
+  With `pd.cross_layer` k, both places in parallel: the outputs and a CrossKD-style branch from layer k.
 - DLT (how, boxes): a per-location, per-edge temperature computed from the distributions
   (methods/temperature.py); off = the plain KL at temperature 1. Modes `quality` and `sharpness` also weight
   each location by the teacher's localisation quality.
@@ -48,6 +49,12 @@ class PDConfig(Section):
     # The edge distributions alone leave the box NMS ranks to the DFL's expectation. On by measurement: with CTF
     # `dense`, +0.35 [+0.10, +0.61] AP over the earlier defaults (5 paired lab seeds, docs/benchmarks.md).
     box: bool = True
+    # A second place, in parallel with `position: output`: the student's tower features after this layer (before
+    # its ReLU, re-scaled to the teacher's per-channel statistics, as CrossKD taps them) go through the frozen
+    # teacher head's remaining layers, and the same terms are distilled there too (logged as distill_ftpd_x_*, with
+    # the same weights). The outputs carry the teacher's knowledge into the student's own head, the branch into its
+    # features without pulling that head. None: off, until paired seeds say otherwise.
+    cross_layer: int | None = Field(None, ge=0)
 
 
 class DLTConfig(Section):
@@ -100,13 +107,18 @@ class FTPD(Method):
         self.cross = None
         if cfg.pd.enabled and position != "output":
             self.cross = CrossHead(student, teacher, int(position), align="none", pre_activation=False)
+        self.parallel = None
+        if cfg.pd.enabled and cfg.pd.cross_layer is not None:
+            if position != "output":
+                raise ValueError("pd.cross_layer adds a branch next to the outputs: it needs pd.position 'output'")
+            self.parallel = CrossHead(student, teacher, cfg.pd.cross_layer, align="stats", pre_activation=True)
         if cfg.ctf.enabled and cfg.ctf.mode != "binary" and student.num_classes < 2:
             raise ValueError(f"CTF mode {cfg.ctf.mode!r} compares classes and needs at least 2; use 'binary'")
 
     @staticmethod
     def weights(cfg: FTPDConfig) -> dict[str, float]:
-        return {"distill_ftpd_cls": cfg.cls_weight, "distill_ftpd_box": cfg.box_weight,
-                "distill_ftpd_rel": cfg.rel_weight, "distill_ftpd_giou": cfg.giou_weight}
+        w = {"cls": cfg.cls_weight, "box": cfg.box_weight, "rel": cfg.rel_weight, "giou": cfg.giou_weight}
+        return {f"distill_ftpd_{p}{k}": v for p in ("", "x_") for k, v in w.items()}  # x_: the pd.cross_layer branch
 
     def location_weights(self, ctx: StepContext) -> torch.Tensor:
         """(B, N): teacher confidence everywhere (PD), or the ATSS positives (classic region)."""
@@ -115,22 +127,33 @@ class FTPD(Method):
         return ctx.targets.pos.float()
 
     def forward(self, ctx: StepContext) -> dict:
-        cfg = self.cfg
         s_cls, s_edges = self.cross(ctx) if self.cross is not None else (ctx.s_cls, ctx.s_edges)
         w = self.location_weights(ctx)  # (B, N)
+        q = teacher_quality(ctx) if self.cfg.dlt.enabled and self.cfg.dlt.mode in ("quality", "sharpness") else None
+        terms = {f"distill_ftpd_{k}": v for k, v in self.responses(ctx, s_cls, s_edges, w, q).items()}
+        if self.parallel is not None:
+            x_cls, x_edges = self.parallel(ctx)  # (B, N, C), (B, N, 4 * (n + 1))
+            terms |= {f"distill_ftpd_x_{k}": v for k, v in self.responses(ctx, x_cls, x_edges, w, q).items()}
+        return terms
+
+    def responses(self, ctx: StepContext, s_cls: torch.Tensor, s_edges: torch.Tensor, w: torch.Tensor,
+                  q: torch.Tensor | None) -> dict:
+        """FTPD's raw terms for one place's responses: s_cls (B, N, C), s_edges (B, N, 4 * (n + 1)), location weights
+        w (B, N), the teacher's localisation quality q (B, N) where DLT weighs by it."""
+        cfg = self.cfg
         num_pos = ctx.targets.pos.sum().float()
         terms = {}
 
         if cfg.ctf.enabled and cfg.ctf.mode == "dense":
             binary, relation = dense_ctf(s_cls, ctx.t_cls, w, num_pos, relation=cfg.rel_weight > 0)
-            terms["distill_ftpd_cls"] = binary
+            terms["cls"] = binary
             if relation is not None:
-                terms["distill_ftpd_rel"] = relation
+                terms["rel"] = relation
         elif cfg.ctf.enabled:
-            terms["distill_ftpd_cls"] = ctf_loss(s_cls, ctx.t_cls, cfg.ctf.mode, w)
+            terms["cls"] = ctf_loss(s_cls, ctx.t_cls, cfg.ctf.mode, w)
         else:
             per_loc = binary_kd(s_cls, ctx.t_cls.sigmoid()).sum(-1)
-            terms["distill_ftpd_cls"] = normalised((per_loc * w).sum(), w.sum())
+            terms["cls"] = normalised((per_loc * w).sum(), w.sum())
 
         n1 = ctx.reg_max + 1
         s_e = split_edges(s_edges).reshape(-1, n1)  # (B * N * 4, n + 1)
@@ -138,19 +161,18 @@ class FTPD(Method):
         box_w = w
         if cfg.dlt.enabled:
             quality = None
-            if cfg.dlt.mode in ("quality", "sharpness"):
-                q = teacher_quality(ctx)  # (B, N)
+            if q is not None:
                 box_w = w * q  # an unreliable teacher box is transferred with less weight
                 quality = q[..., None].expand(*q.shape, 4).reshape(-1)
             kl = dlt_kl(s_e, t_e, cfg.dlt.mode, quality)
         else:
             kl = edge_kl(s_e, t_e)
         per_loc_box = kl.reshape(*w.shape, 4).mean(-1)  # (B, N)
-        terms["distill_ftpd_box"] = normalised((per_loc_box * box_w).sum(), box_w.sum())
+        terms["box"] = normalised((per_loc_box * box_w).sum(), box_w.sum())
 
         if cfg.pd.enabled and cfg.pd.box:
             disagree = (ctx.t_cls.sigmoid() - s_cls.detach().sigmoid()).abs().amax(-1)  # (B, N)
             s_box, t_box = decode_boxes(s_edges, ctx.priors), decode_boxes(ctx.t_edges, ctx.priors)
             giou = giou_loss(s_box.reshape(-1, 4), t_box.reshape(-1, 4)).reshape(w.shape)
-            terms["distill_ftpd_giou"] = normalised((giou * disagree).sum(), num_pos)
+            terms["giou"] = normalised((giou * disagree).sum(), num_pos)
         return terms
