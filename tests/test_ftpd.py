@@ -167,18 +167,25 @@ def test_pd_box_term_weighs_the_box_where_teacher_and_student_disagree_on_classe
     assert "distill_ftpd_giou" not in off(images, targets)[1]
 
 
-def test_dense_ctf_relation_term_runs_only_when_weighted(teacher_ckpt, tiny_data):
-    """FTPD's default weighs CTF `dense`'s relation term 0: it is then neither computed nor logged, and the binary
-    term is the same number either way; with a weight it is there and positive for a student unlike the teacher."""
+def batch_teacher_student(teacher_ckpt, tiny_data):
+    """Four training images with their targets, the tiny teacher, and a randomly initialised student of its build."""
     from ftpdet.data.coco import CocoDetection, collate
     from ftpdet.models.detector import build_detector
-    from tests.test_distill import make_distiller, teacher_model
+    from tests.test_distill import teacher_model
 
     ds = CocoDetection(tiny_data / "annotations" / "instances_train.json", tiny_data / "train", 64)
     images, targets = collate([ds[i] for i in range(4)])
     teacher = teacher_model(teacher_ckpt)
     torch.manual_seed(1)
-    student = build_detector(teacher.cfg, teacher.num_classes)
+    return images, targets, teacher, build_detector(teacher.cfg, teacher.num_classes)
+
+
+def test_dense_ctf_relation_term_runs_only_when_weighted(teacher_ckpt, tiny_data):
+    """FTPD's default weighs CTF `dense`'s relation term 0: it is then neither computed nor logged, and the binary
+    term is the same number either way; with a weight it is there and positive for a student unlike the teacher."""
+    from tests.test_distill import make_distiller
+
+    images, targets, teacher, student = batch_teacher_student(teacher_ckpt, tiny_data)
     with torch.no_grad():
         _, default = make_distiller(teacher, student, "ftpd").eval()(images, targets)
         _, weighted = make_distiller(teacher, student, "ftpd", ["distill.ftpd.rel_weight=1"]).eval()(images, targets)
@@ -192,16 +199,10 @@ def test_pd_cross_layer_adds_a_branch_that_teaches_the_tower_and_leaves_the_head
                                                                                                     tiny_data):
     """`pd.cross_layer`: the same terms again, through the teacher head's remaining layers. The output terms are the
     same numbers with or without it; the branch's terms reach the student's tower, never its predictors."""
-    from ftpdet.data.coco import CocoDetection, collate
     from ftpdet.errors import ConfigError
-    from ftpdet.models.detector import build_detector
-    from tests.test_distill import make_distiller, teacher_model
+    from tests.test_distill import make_distiller
 
-    ds = CocoDetection(tiny_data / "annotations" / "instances_train.json", tiny_data / "train", 64)
-    images, targets = collate([ds[i] for i in range(4)])
-    teacher = teacher_model(teacher_ckpt)
-    torch.manual_seed(1)
-    student = build_detector(teacher.cfg, teacher.num_classes)
+    images, targets, teacher, student = batch_teacher_student(teacher_ckpt, tiny_data)
     with torch.no_grad():
         _, plain = make_distiller(teacher, student, "ftpd").eval()(images, targets)
     d = make_distiller(teacher, student, "ftpd", ["distill.ftpd.pd.cross_layer=1"]).eval()
