@@ -559,6 +559,7 @@ def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path
     # the default position is the `ftpd` row; every other position the pair allows is timed as a variant
     assert {"ftpd, PD at tower layer 0", "ftpd, PD at tower layer 1"} <= set(speed["ratios"])
     assert "ftpd, PD at the student's outputs" not in speed["ratios"]
+    assert len([k for k in speed["ratios"] if k.startswith("ftpd, PD at the outputs and tower layer ")]) == 1
     runtimes = {(r["model"].split()[0], r["runtime"].split()[0]) for r in speed["inference"]}
     assert runtimes == {("teacher", "PyTorch"), ("teacher", "ONNX"), ("student", "PyTorch"), ("student", "ONNX")}
     assert all(r["images_per_s"] > 0 for r in speed["inference"])

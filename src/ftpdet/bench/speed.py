@@ -111,6 +111,9 @@ def run_speed(
         if pos != str(cfg_s.distill.ftpd.pd.position)
         and (pos == "output" or int(pos) <= min(s_model.head.num_convs, t_model.head.num_convs))
     ]
+    if cfg_s.distill.ftpd.pd.cross_layer is None:  # PD at the outputs and through a branch (pd.cross_layer), CrossKD's tap
+        k = min(max(0, t_model.head.num_convs - 1), s_model.head.num_convs)
+        variants.append((f"ftpd, PD at the outputs and tower layer {k}", "ftpd", [f"distill.ftpd.pd.cross_layer={k}"]))
     for label, spec, overrides in variants:
         distill_cfg = config_from_dict(apply_overrides(cfg_s.model_dump(), overrides)).distill
         methods = build_methods(spec, distill_cfg, s_model, t_model)
