@@ -53,7 +53,8 @@ class PDConfig(Section):
     # its ReLU, re-scaled to the teacher's per-channel statistics, as CrossKD taps them) go through the frozen
     # teacher head's remaining layers, and the same terms are distilled there too (logged as distill_ftpd_x_*, with
     # the same weights). The outputs carry the teacher's knowledge into the student's own head, the branch into its
-    # features without pulling that head. None: off, until paired seeds say otherwise.
+    # features without pulling that head. None (off) by measurement: layer 1 gave +0.06 [-0.33, +0.44] AP over the
+    # defaults on 5 paired lab seeds (docs/benchmarks.md), not resolved.
     cross_layer: int | None = Field(None, ge=0)
 
 
