@@ -112,7 +112,7 @@ def run_speed(
         and (pos == "output" or int(pos) <= min(s_model.head.num_convs, t_model.head.num_convs))
     ]
     if cfg_s.distill.ftpd.pd.cross_layer is None:  # PD at the outputs and through a branch (pd.cross_layer), CrossKD's tap
-        k = min(max(0, t_model.head.num_convs - 1), s_model.head.num_convs)
+        k = build_methods("crosskd", cfg_s.distill, s_model, t_model)["crosskd"].cross.layer
         variants.append((f"ftpd, PD at the outputs and tower layer {k}", "ftpd", [f"distill.ftpd.pd.cross_layer={k}"]))
     for label, spec, overrides in variants:
         distill_cfg = config_from_dict(apply_overrides(cfg_s.model_dump(), overrides)).distill
