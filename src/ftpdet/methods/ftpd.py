@@ -9,6 +9,8 @@ in DESIGN.md section 4. Three switchable parts, so the ablation is a config chan
   region is used instead: the ATSS positives, uniformly weighted, at the student's outputs.
   With `pd.box`, the decoded box too (GIoU to the teacher's box, weighted where the two disagree on classes).
   With `pd.cross_layer` k, both places in parallel: the outputs and a CrossKD-style branch from layer k.
+  With `pd.assign`, the teacher's label assignment too: GFL's own terms on the locations TOOD's task-aligned
+  assignment picks from the teacher's predictions (methods/teacher_labels.py), beside ATSS's.
 - DLT (how, boxes): a per-location, per-edge temperature computed from the distributions
   (methods/temperature.py); off = the plain KL at temperature 1. Modes `quality` and `sharpness` also weight
   each location by the teacher's localisation quality.
@@ -29,6 +31,7 @@ from ftpdet.losses import aligned_iou, giou_loss
 from ftpdet.methods.base import CrossHead, Method, StepContext
 from ftpdet.methods.ctf import ctf_loss, dense_ctf
 from ftpdet.methods.functional import binary_kd, edge_kl, normalised, split_edges
+from ftpdet.methods.teacher_labels import teacher_assigned_terms
 from ftpdet.methods.temperature import dlt_kl
 from ftpdet.models.detector import decode_boxes
 from ftpdet.sections import Section
@@ -56,6 +59,10 @@ class PDConfig(Section):
     # features without pulling that head. None (off) by measurement: layer 1 gave +0.06 [-0.33, +0.44] AP over the
     # defaults on 5 paired lab seeds (docs/benchmarks.md), not resolved.
     cross_layer: int | None = Field(None, ge=0)
+    # The teacher's labels: GFL's QFL, DFL and GIoU (at GFL's weights 1, 0.25, 2) on the positives that TOOD's
+    # task-aligned assignment picks from the teacher's scores and boxes, beside the task loss on ATSS's positives
+    # (LAD's idea: a trained teacher assigns labels better than geometry does early on). Off until measured.
+    assign: bool = False
 
 
 class DLTConfig(Section):
@@ -119,7 +126,8 @@ class FTPD(Method):
     @staticmethod
     def weights(cfg: FTPDConfig) -> dict[str, float]:
         w = {"cls": cfg.cls_weight, "box": cfg.box_weight, "rel": cfg.rel_weight, "giou": cfg.giou_weight}
-        return {f"distill_ftpd_{p}{k}": v for p in ("", "x_") for k, v in w.items()}  # x_: the pd.cross_layer branch
+        assign = {"distill_ftpd_ta_qfl": 1.0, "distill_ftpd_ta_dfl": 0.25, "distill_ftpd_ta_giou": 2.0}  # GFL's weights
+        return {f"distill_ftpd_{p}{k}": v for p in ("", "x_") for k, v in w.items()} | assign  # x_: pd.cross_layer
 
     def location_weights(self, ctx: StepContext) -> torch.Tensor:
         """(B, N): teacher confidence everywhere (PD), or the ATSS positives (classic region)."""
@@ -135,6 +143,8 @@ class FTPD(Method):
         if self.parallel is not None:
             x_cls, x_edges = self.parallel(ctx)  # (B, N, C), (B, N, 4 * (n + 1))
             terms |= {f"distill_ftpd_x_{k}": v for k, v in self.responses(ctx, x_cls, x_edges, w, q).items()}
+        if self.cfg.pd.enabled and self.cfg.pd.assign:
+            terms |= {f"distill_ftpd_ta_{k}": v for k, v in teacher_assigned_terms(ctx).items()}
         return terms
 
     def responses(self, ctx: StepContext, s_cls: torch.Tensor, s_edges: torch.Tensor, w: torch.Tensor,
