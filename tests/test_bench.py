@@ -40,8 +40,8 @@ def test_plan_covers_every_table_and_seed():
                                                                             "sharpness", "off (KL at T = 1)"]
     assert [s.label for s in specs if s.table == "ctf" and s.seed == 0] == [
         "dense (default)", "dense + relation term", "relation", "binary", "standardized", "off (binary KL)"]
-    assert [s.label for s in specs if s.table == "position" and s.seed == 0] == ["output", "0", "1",
-                                                                                 "PD without the box (pd.box=false)"]
+    assert [s.label for s in specs if s.table == "position" and s.seed == 0] == [
+        "output", "0", "1", "PD without the box (pd.box=false)", "PD without the teacher's labels (pd.assign=false)"]
     assert [s.label for s in specs if s.table == "tau"][:5] == [f"LD tau={t}" for t in (1, 2, 5, 10, 20)]
     assert {s.method for s in specs if s.table == "hetero"} == {None, "kd", "ld", "bckd", "ftpd"}
     assert all(s.teacher == "hetero" for s in specs if s.table == "hetero" and s.method)
@@ -560,6 +560,7 @@ def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path
     assert {"ftpd, PD at tower layer 0", "ftpd, PD at tower layer 1"} <= set(speed["ratios"])
     assert "ftpd, PD at the student's outputs" not in speed["ratios"]
     assert len([k for k in speed["ratios"] if k.startswith("ftpd, PD at the outputs and tower layer ")]) == 1
+    assert "ftpd, without the teacher's labels" in speed["ratios"]  # what the default pd.assign costs
     runtimes = {(r["model"].split()[0], r["runtime"].split()[0]) for r in speed["inference"]}
     assert runtimes == {("teacher", "PyTorch"), ("teacher", "ONNX"), ("student", "PyTorch"), ("student", "ONNX")}
     assert all(r["images_per_s"] > 0 for r in speed["inference"])

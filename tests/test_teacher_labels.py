@@ -79,21 +79,20 @@ def test_gfl_terms_on_atss_assignment_equal_the_task_loss_value_and_gradient(tea
 
 
 def test_ftpd_assign_adds_the_teacher_assigned_task_terms_only_when_on(teacher_ckpt, tiny_data):
-    """Off by default: no `ta` term. On: three positive terms at GFL's weights that train the student's head, and
-    FTPD's other terms unchanged."""
+    """On by default: three positive terms at GFL's weights that train the student's head; off: no `ta` term, and
+    FTPD's other terms the same numbers."""
     from ftpdet.methods.ftpd import FTPD, FTPDConfig
     from tests.test_distill import make_distiller
     from tests.test_ftpd import batch_teacher_student
 
     images, targets, teacher, student = batch_teacher_student(teacher_ckpt, tiny_data)
     with torch.no_grad():
-        _, default = make_distiller(teacher, student, "ftpd").eval()(images, targets)
-    d = make_distiller(teacher, student, "ftpd", ["distill.ftpd.pd.assign=true"]).eval()
-    _, on = d(images, targets)
-    assert not any(k.startswith("distill_ftpd_ta_") for k in default)
+        _, off = make_distiller(teacher, student, "ftpd", ["distill.ftpd.pd.assign=false"]).eval()(images, targets)
+    _, on = make_distiller(teacher, student, "ftpd").eval()(images, targets)
+    assert not any(k.startswith("distill_ftpd_ta_") for k in off)
     for k in ("qfl", "dfl", "giou"):
         assert on[f"distill_ftpd_ta_{k}"].item() > 0
-    for k, v in default.items():
+    for k, v in off.items():
         assert on[k].item() == pytest.approx(v.item(), rel=1e-6), k
     on["distill_ftpd_ta_qfl"].backward()
     assert sum(p.grad.abs().sum() for p in student.head.parameters() if p.grad is not None) > 0

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ftpdet.bench.presets import (ABLATION, CTF_MODES, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS,
-                                  PD_BOX, PLATEAU_LABEL, PRETRAIN_SEED, Preset)
+                                  PD_PARTS, PLATEAU_LABEL, PRETRAIN_SEED, Preset)
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
 from ftpdet.data.synth import KINDS
@@ -71,7 +71,7 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tupl
             specs += [RunSpec("position", p, "ftpd", seed, "main", (f"distill.ftpd.pd.position={p}",)) for p in positions]
             specs += [RunSpec("dlt", name, "ftpd", seed, "main", ov) for name, ov in DLT_MODES.items()]
             specs += [RunSpec("ctf", name, "ftpd", seed, "main", ov) for name, ov in CTF_MODES.items()]
-            specs += [RunSpec("position", name, "ftpd", seed, "main", ov) for name, ov in PD_BOX.items()]
+            specs += [RunSpec("position", name, "ftpd", seed, "main", ov) for name, ov in PD_PARTS.items()]
         if seed < preset.extra_seeds:
             specs += [RunSpec("tau", f"LD tau={t}", "ld", seed, "main", (f"distill.ld.temperature={t}",)) for t in LD_TAUS]
             specs.append(RunSpec("tau", "FTPD (no tau)", "ftpd", seed, "main"))

@@ -41,7 +41,9 @@ CTF_MODES = {
     "standardized": ("distill.ftpd.ctf.mode=standardized",),
     "off (binary KL)": ("distill.ftpd.ctf.enabled=false",),
 }
-PD_BOX = {"PD without the box (pd.box=false)": ("distill.ftpd.pd.box=false",)}
+# PD's switchable parts, each switched off from the defaults (rows of the position table).
+PD_PARTS = {"PD without the box (pd.box=false)": ("distill.ftpd.pd.box=false",),
+            "PD without the teacher's labels (pd.assign=false)": ("distill.ftpd.pd.assign=false",)}
 
 
 PRETRAIN_SEED = 1  # the pretraining set's seed: its images are not the benchmark's (seed 0)

@@ -152,7 +152,8 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             "",
         ]),
         "PD positions": ("position", [
-            "### Where PD distils (`distill.ftpd.pd.position`), and whether it transfers the box (`pd.box`)",
+            "### Where PD distils (`distill.ftpd.pd.position`), and whether it transfers the box (`pd.box`) and the "
+            "teacher's labels (`pd.assign`)",
             "",
             *choice_table(res, "position", "position"),
             *earlier_note(res, "position", "ablation"),

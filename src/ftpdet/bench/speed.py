@@ -114,6 +114,8 @@ def run_speed(
     if cfg_s.distill.ftpd.pd.cross_layer is None:  # PD at the outputs and through a branch (pd.cross_layer), CrossKD's tap
         k = build_methods("crosskd", cfg_s.distill, s_model, t_model)["crosskd"].cross.layer
         variants.append((f"ftpd, PD at the outputs and tower layer {k}", "ftpd", [f"distill.ftpd.pd.cross_layer={k}"]))
+    if cfg_s.distill.ftpd.pd.assign:  # what the teacher's labels (a second assignment and GFL's terms) cost
+        variants.append(("ftpd, without the teacher's labels", "ftpd", ["distill.ftpd.pd.assign=false"]))
     for label, spec, overrides in variants:
         distill_cfg = config_from_dict(apply_overrides(cfg_s.model_dump(), overrides)).distill
         methods = build_methods(spec, distill_cfg, s_model, t_model)

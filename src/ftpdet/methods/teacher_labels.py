@@ -23,9 +23,9 @@ QFL_BETA = 2.0  # GFL's (LossConfig.qfl_beta's default)
 def padded_gts(targets) -> tuple[torch.Tensor, torch.Tensor]:
     """The step's ground truth as (B, G, 4) boxes and (B, G) labels padded with -1. A box's label is read where ATSS
     placed it (its fallback gives every box a location unless all of its candidates are taken; such a box keeps -1
-    and is skipped)."""
+    and is skipped). At least one column, padding when a batch holds no box, so the gathers have a column to read."""
     b = targets.pos.shape[0]
-    g = max((len(x) for x in targets.gt_boxes), default=0)
+    g = max((len(x) for x in targets.gt_boxes), default=0) or 1
     boxes = targets.boxes.new_zeros(b, g, 4)
     labels = torch.full((b, g), -1, dtype=torch.long, device=targets.labels.device)
     for i, gt in enumerate(targets.gt_boxes):
