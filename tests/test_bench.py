@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
-from ftpdet.bench.tables import answers, choice_table, earlier_note, every_baseline_helps, regime, time_table
+from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, time_table,
+                                 unmatched_ftpd, unmatched_note)
 from ftpdet.cli import app
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection
@@ -487,6 +488,35 @@ def test_hetero_answer_needs_a_paired_lead_over_every_baseline_of_the_pair():
     line = hetero_line(data([6.0, 6.1, 6.2], [5.0, 5.0, 5.0], [3.0, 3.0, 3.0], [6.5, 6.6, 6.8]))
     assert line.startswith("| With a teacher of another architecture, does FTPD beat KD, LD, BCKD? |")
     assert "FTPD - BCKD -0.53 [" in line and line.endswith("**no** |")
+
+
+def test_a_pair_whose_ftpd_logged_other_terms_than_the_main_table_says_so():
+    """The heterogeneous pair's FTPD shares no key with the main table's (another teacher); when its runs logged other
+    loss terms (or none), they are not the main table's FTPD and the table and the answer say so."""
+    current = {"loss": 1.0, "distill_ftpd_cls": 0.5, "distill_ftpd_ta_qfl": 0.3}
+
+    def res(hetero_terms):
+        recs = [{"key": f"m{i}", "seed": i, "AP": 6.0, "status": "done", "terms": current} for i in range(2)]
+        recs += [{"key": f"{n}{i}", "seed": i, "AP": ap, "status": "done", **({"terms": t} if t else {})}
+                 for n, ap, t in (("h", 6.0, hetero_terms), ("k", 5.0, None), ("l", 3.0, None)) for i in range(2)]
+        rows = [{"label": n, "method": n, "keys": [f"{k}0", f"{k}1"]} for n, k in (("kd", "k"), ("ld", "l"), ("ftpd", "h"))]
+        return Results({"records": recs, "teachers": {},
+                        "tables": {"main": [{"label": "ftpd", "method": "ftpd", "keys": ["m0", "m1"]}], "hetero": rows}})
+
+    def hetero_line(r):
+        return next(x for x in answers(r, None) if x.startswith("| With a teacher of another architecture"))
+
+    for stale in (None, {"loss": 1.0, "distill_ftpd_cls": 0.5}):  # before the term log; without a part's term
+        assert unmatched_ftpd(res(stale), "hetero")
+        assert "not shown to be at its current defaults" in hetero_line(res(stale))
+        note = unmatched_note(res(stale), "hetero", "hetero")
+        assert "not shown to run the main table's FTPD" in note[1] and "--only hetero" in note[1]
+    assert not unmatched_ftpd(res(current), "hetero") and unmatched_note(res(current), "hetero", "hetero") == []
+    assert "not shown" not in hetero_line(res(current))
+    old_main = res(None)  # a main table without the term log either: nothing to compare, nothing said
+    for r in old_main.data["records"]:
+        r.pop("terms", None)
+    assert not unmatched_ftpd(Results(old_main.data), "hetero")
 
 
 def test_the_interval_is_the_t_interval_of_the_paired_differences():

@@ -17,7 +17,7 @@ from typing import Any
 from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau
 from ftpdet.bench.stats import Results
 from ftpdet.bench.tables import (answers, choice_table, comparison_table, earlier_note, part_effects, regime, simple_table,
-                                 speed_table, term_table, time_table, versus_baselines)
+                                 speed_table, term_table, time_table, unmatched_note, versus_baselines)
 
 
 def assets_dir(report: Path) -> Path:
@@ -186,6 +186,7 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             f"### Heterogeneous pair: {data['configs']['hetero']} teacher -> {data['configs']['student']} student",
             "",
             *comparison_table(res, "hetero", "hetero"),
+            *unmatched_note(res, "hetero", "hetero"),
             "",
             "Their loss terms in the last epoch, as above:",
             "",

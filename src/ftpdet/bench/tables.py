@@ -146,6 +146,30 @@ def is_earlier(res: Results, table: str) -> bool:
     return bool(main and rows and not any(main & set(row["keys"]) for row in rows))
 
 
+def logged_terms(res: Results, row: dict | None) -> list[frozenset[str]]:
+    """The names of the loss terms each run of `row` logged (runs from before records kept the log: empty)."""
+    return [frozenset(r.get("terms") or ()) for r in res.records(row)] if row else []
+
+
+def unmatched_ftpd(res: Results, table: str) -> bool:
+    """Whether `table`'s FTPD runs, trained with another teacher than the main table's (so sharing no key with it),
+    are not shown to run the main table's FTPD: they logged other loss terms than its runs, or none. A part switched
+    on or off adds or removes its term, so other names mean other settings (e.g. earlier defaults); the same names do
+    not prove the same settings, and then nothing is said."""
+    main = set(logged_terms(res, res.row("main", "ftpd"))) - {frozenset()}
+    here = logged_terms(res, res.row(table, "ftpd"))
+    return bool(main and here and any(names not in main for names in here))
+
+
+def unmatched_note(res: Results, table: str, part: str) -> list[str]:
+    """A line saying a table's FTPD runs are not shown to be the main table's FTPD (empty when they are)."""
+    if not unmatched_ftpd(res, table):
+        return []
+    return ["", "*FTPD's runs here are not shown to run the main table's FTPD: they logged other loss terms, or none "
+                "(trained before records kept them, at earlier defaults or code). `ftpdet bench accuracy --only "
+                f"{part}` reruns them at the current ones.*"]
+
+
 def earlier_note(res: Results, table: str, part: str) -> list[str]:
     """A line saying a table predates FTPD's current defaults (empty when it does not)."""
     if not is_earlier(res, table):
@@ -287,7 +311,8 @@ def answers(res: Results, speed: dict | None) -> list[str]:
         best_tau = max(taus, key=taus.get)
         spread = max(taus.values()) - min(taus.values())
         d = paired(res.values(res.row("tau", "FTPD (no tau)")), res.values(res.row("tau", best_tau)))
-        add(question, f"FTPD {no_tau:.2f} vs {best_tau} {taus[best_tau]:.2f}: {interval(d)} over {len(d)} paired "
+        which = "FTPD at its earlier defaults" if is_earlier(res, "tau") else "FTPD"
+        add(question, f"{which} {no_tau:.2f} vs {best_tau} {taus[best_tau]:.2f}: {interval(d)} over {len(d)} paired "
             f"seed(s) (LD spread over tau: {spread:.2f} AP)", beats(d))
     else:
         add(question, "n/a", "n/a")
@@ -298,6 +323,8 @@ def answers(res: Results, speed: dict | None) -> list[str]:
     het = {name: res.values(res.row("hetero", name)) for name in ("ftpd", *names)}
     if names and all(het.values()):
         measured = ", ".join(f"{k.upper() if k != 'ftpd' else 'FTPD'} {res.mean('hetero', k):.2f}" for k in het)
+        if unmatched_ftpd(res, "hetero"):
+            measured = "FTPD's runs not shown to be at its current defaults (see the pair's table): " + measured
         verdicts = []
         for name in names:
             d = paired(het["ftpd"], het[name])
