@@ -124,6 +124,33 @@ def test_rerun_reuses_everything_and_a_lost_run_is_retrained_identically(smoke, 
         assert after[victim["key"]][key] == victim[key]  # a run is a function of its key: same seed, same result
 
 
+def test_a_teacher_cut_off_while_training_is_finished_not_taken_from_a_committed_record(smoke, tmp_path):
+    """A teacher's checkpoint is what its students start from: a last.pt without the run directory's own record is
+    a run cut off mid-training, and a finished record of the same key in committed results does not vouch for it."""
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    committed = tmp_path / "accuracy.json"
+    shutil.copyfile(out / "results.json", committed)
+    before = json.loads(committed.read_text())
+    teacher_dir = copy / "teachers" / before["teachers"]["main"]["run_dir"].split("/teachers/")[-1]
+    (teacher_dir / "record.json").unlink()  # cut off while training: its last.pt is not the finished teacher's
+    victim = next(r for r in before["records"] if r["method"] == "kd")  # a student run that needs the teacher
+    run_dir = copy / "runs" / victim["run_dir"].split("/runs/")[-1]
+    shutil.rmtree(run_dir)
+    (copy / "results.json").unlink()
+    uncommitted = {**before, "records": [r for r in before["records"] if r["key"] != victim["key"]]}
+    committed.write_text(json.dumps(uncommitted))
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy), "--only", "main",
+                              "--reuse", str(committed)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("== teacher (main)") == 1  # resumed from its checkpoint and finished, then used
+    assert (teacher_dir / "record.json").exists()
+    assert res.output.count("ftpdet distill (kd)") == 1
+    after = {r["key"]: r for r in json.loads((copy / "results.json").read_text())["records"]}
+    assert after[victim["key"]]["AP"] == victim["AP"]  # the finished teacher's checkpoint: the same student
+
+
 def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, tmp_path):
     """--only runs some tables and keeps the others of --out; --reuse takes finished runs of the same key from a
     results JSON (as committed under docs/) so a new machine retrains nothing it already has."""

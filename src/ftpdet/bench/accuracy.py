@@ -278,6 +278,11 @@ class AccuracyBench:
         self.command = command or "ftpdet.bench.accuracy.AccuracyBench (Python API)"
         self.records: dict[str, dict] = {}
         self.teacher_records: dict[str, dict] = {}
+        # Teachers whose checkpoint this invocation trained or found finished in its run directory (role -> key).
+        # A run whose checkpoint others start from (a pretraining, a teacher) counts as finished only by its own
+        # record.json: a run cut off while training leaves a mid-training last.pt under the same key, and a finished
+        # record of that key from earlier results (the committed JSON of another checkout) says nothing about it.
+        self.ready_teachers: dict[str, str] = {}
         self.pretrain_records: dict[str, dict] = {}
         self._params: dict[str, float] = {}
 
@@ -415,7 +420,7 @@ class AccuracyBench:
         cfg, key, run_dir = self.pretrain_key(role)
         ckpt = run_dir / "last.pt"
         measured = self.measured(cfg, pretraining=True)
-        record = self.finished(cfg, key, measured, run_dir, self.known_teachers) if ckpt.exists() else None
+        record = self.finished(cfg, key, measured, run_dir, {}) if ckpt.exists() else None  # see ready_teachers
         if record is None:
             print(f"\n== pretraining ({role}): {self.configs[role]} ({cfg.model.backbone}) on the separate pretraining "
                   f"set, {cfg.train.epochs} epochs -> {run_dir}")
@@ -446,11 +451,16 @@ class AccuracyBench:
         with train=False only its record is looked up (for the report), and None is returned."""
         cfg, key, run_dir = self.teacher_key(role)
         ckpt = run_dir / "last.pt"
+        if train and self.ready_teachers.get(role) == key:
+            return ckpt
         known = self.teacher_records.get(role)
-        if known is not None and known.get("key") == key and (ckpt.exists() or not train):
-            return ckpt if train else None
+        if not train and known is not None and known.get("key") == key:
+            return None
         measured = self.measured(cfg)
-        record = self.finished(cfg, key, measured, run_dir, self.known_teachers) if (ckpt.exists() or not train) else None
+        if train:  # the checkpoint is needed: only this run directory's own record vouches for it (ready_teachers)
+            record = self.finished(cfg, key, measured, run_dir, {}) if ckpt.exists() else None
+        else:  # for the report: the record is enough, wherever it was measured on this machine
+            record = self.finished(cfg, key, measured, run_dir, self.known_teachers)
         if record is None and train:
             print(f"\n== teacher ({role}): {self.configs[role]} ({cfg.model.backbone}), {cfg.train.epochs} epochs -> {run_dir}")
             record = self._train(self.starting_from(cfg, role), key, measured, run_dir, None, None)
@@ -460,6 +470,8 @@ class AccuracyBench:
             record |= {"role": role, "config": self.configs[role], "backbone": cfg.model.backbone,
                        "params_m": round(self.params_m(cfg), 3)}
             self.teacher_records[role] = record
+        if train:
+            self.ready_teachers[role] = key
         return ckpt if train else None
 
     def run(self, spec: RunSpec) -> tuple[dict, str]:
