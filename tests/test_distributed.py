@@ -22,9 +22,13 @@ train: {epochs: EPOCHS, batch_size: 8, warmup_steps: 2, log_every: 1, lr: 0.002,
 """
 
 
-def write_config(tmp_path, data, epochs=2):
+def write_config(tmp_path, data, epochs=2, augment=False):
+    """CONFIG; with `augment`, the default augmentation (photometric jitter, flips), which draws random numbers."""
+    text = CONFIG.replace("DATA", str(data)).replace("EPOCHS", str(epochs))
+    if augment:
+        text = text.replace("hflip: 0, photometric: false", "hflip: 0.5, photometric: true")
     path = tmp_path / "c.yaml"
-    path.write_text(CONFIG.replace("DATA", str(data)).replace("EPOCHS", str(epochs)))
+    path.write_text(text)
     return path
 
 
@@ -84,7 +88,7 @@ def wait_for_steps(run_dir, n, proc, limit=120):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_leaves_a_checkpoint_that_resumes_exactly(tiny_data, tmp_path, sig):
-    cfg = write_config(tmp_path, tiny_data, epochs=40)
+    cfg = write_config(tmp_path, tiny_data, epochs=40, augment=True)
     full = run([sys.executable, "-m", "ftpdet", "train", str(cfg), "--set", f"train.out_dir={tmp_path}/full"])
     assert full.returncode == 0, full.stderr[-2000:]
     cut = tmp_path / "cut"
@@ -108,9 +112,10 @@ def test_a_signal_leaves_a_checkpoint_that_resumes_exactly(tiny_data, tmp_path, 
 
 
 def test_a_distillation_stopped_mid_epoch_resumes_exactly(tiny_data, teacher_ckpt, tmp_path):
-    """As the lab runs (a teacher, FTPD, a weight average), cut inside an epoch: the resumed run ends with the
-    uninterrupted run's weights and weight average, bit for bit."""
-    cfg = write_config(tmp_path, tiny_data, epochs=2)
+    """As the lab runs (a teacher, FTPD, a weight average, augmentation), cut inside an epoch: the resumed run ends
+    with the uninterrupted run's weights and weight average, bit for bit. (Without augmentation this once passed
+    while a resumed epoch's augmentation drew other random numbers than the uninterrupted run's.)"""
+    cfg = write_config(tmp_path, tiny_data, epochs=2, augment=True)
     common = [sys.executable, "-m", "ftpdet", "distill", str(cfg), "--teacher", str(teacher_ckpt), "--method", "ftpd",
               "--set", "train.batch_size=1", "--set", "train.ema=0.999"]  # 16 steps per epoch
     full = run(common + ["--set", f"train.out_dir={tmp_path}/full"])

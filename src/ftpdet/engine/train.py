@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,7 +315,15 @@ def train_epoch(run: Run, epoch: int, log: RunLog | None, stop: dist.StopRequest
     running: dict[str, float] = {}
     count = 0
     t_epoch = time.perf_counter()
-    bar = progress_bar(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", enabled=progress, initial=skip,
+    batches: Iterable = run.loader
+    if skip:
+        # Starting the loader draws its base seed from the global generator (DataLoader.__iter__). The uninterrupted
+        # run drew it at the epoch's start, before the batches this checkpoint has seen; draw it, then put back the
+        # checkpoint's state, so the augmentation continues with the random numbers the uninterrupted run used.
+        rng = torch.get_rng_state()
+        batches = iter(run.loader)
+        torch.set_rng_state(rng)
+    bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", enabled=progress, initial=skip,
                        total=run.steps_per_epoch)
     completed = True
     for images, targets in bar:
