@@ -19,7 +19,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/ftpdet demo
 
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf runs/demo .pytest_cache

@@ -1,9 +1,30 @@
 """Shared fixtures: tiny built-in datasets and configs small enough for CPU tests."""
 
+import os
+
 import pytest
+import torch
 
 from ftpdet.config import load_config
 from ftpdet.data.synth import synthesize
+
+# `make test` runs the suite in parallel (pytest-xdist, one worker per core): each worker and the processes it starts
+# get their share of the cores, since torch processes that each spin a thread per core slow each other many times
+# over on a small machine.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(_threads)
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+
+# The longest files first, so that in parallel one worker runs the docs while the others share the rest (xdist hands
+# out whole files in collection order under `--dist loadfile --no-loadscope-reorder`).
+LONGEST_FIRST = ("test_docs.py", "test_bench.py", "test_distributed.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 TINY_MODEL = [
     "model.backbone=mobilenet_v3_small",
