@@ -68,10 +68,10 @@ class PDConfig(Section):
 
 class DLTConfig(Section):
     enabled: bool = True
-    # "quality" chosen by measurement (docs/distillation.md). At the current defaults no mode resolves against it
-    # or against DLT off (5 paired lab seeds, an Intel Xeon, docs/benchmarks.md's notes): "sharpness" (each side its
-    # own temperature, the teacher's quality as a weight) -0.07 [-0.36, +0.23] AP, "entropy" -0.01 [-0.10, +0.09];
-    # "std" is harmful there, -2.78 [-3.24, -2.33] (it matches edges up to a scale and moves the decoded box).
+    # "quality" chosen by measurement (docs/distillation.md). At the current defaults no other mode beats it or DLT
+    # off (5 paired lab seeds, an Intel Xeon, docs/benchmarks.md's notes): "sharpness" (each side its own
+    # temperature, the teacher's quality as a weight) -0.07 [-0.36, +0.23] AP, "entropy" -0.01 [-0.10, +0.09], and
+    # "std" is harmful, -2.78 [-3.24, -2.33] (it matches edges only up to a scale, and the decoded box moves).
     mode: Literal["std", "entropy", "quality", "sharpness"] = "quality"
 
 
@@ -81,7 +81,7 @@ class CTFConfig(Section):
     # probabilities weighted by `rel_weight`) by measurement: with PD `box` and no relation term it beats the
     # earlier default "relation" by +0.35 [+0.01, +0.68] AP over 5 paired lab seeds (docs/benchmarks.md). At the
     # current defaults the other modes lose to it (5 paired lab seeds, an Intel Xeon): "binary" -0.44 [-0.55, -0.34],
-    # "relation" -0.24 [-0.35, -0.12].
+    # "relation" -0.24 [-0.35, -0.12], "standardized" -0.44 [-0.62, -0.25].
     mode: Literal["binary", "standardized", "relation", "dense"] = "dense"
 
 
