@@ -26,7 +26,9 @@ def write_config(tmp_path, data, epochs=2, augment=False):
     """CONFIG; with `augment`, the default augmentation (photometric jitter, flips), which draws random numbers."""
     text = CONFIG.replace("DATA", str(data)).replace("EPOCHS", str(epochs))
     if augment:
-        text = text.replace("hflip: 0, photometric: false", "hflip: 0.5, photometric: true")
+        plain = "hflip: 0, photometric: false"
+        assert plain in text, "CONFIG changed: augment would no longer switch the augmentation on"
+        text = text.replace(plain, "hflip: 0.5, photometric: true")
     path = tmp_path / "c.yaml"
     path.write_text(text)
     return path
