@@ -1,6 +1,7 @@
 """Shared fixtures: tiny built-in datasets and configs small enough for CPU tests."""
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -15,6 +16,11 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     torch.set_num_threads(_threads)
     os.environ["OMP_NUM_THREADS"] = str(_threads)
+
+# `train.amp: auto` times the precision candidates once per machine and model and remembers the answer: the suite
+# keeps its own cache (shared by a worker and the processes it starts), never the user's ~/.cache/ftpdet.
+if "FTPDET_CACHE_DIR" not in os.environ:
+    os.environ["FTPDET_CACHE_DIR"] = tempfile.mkdtemp(prefix="ftpdet-test-cache-")
 
 # The longest files first, so that in parallel one worker runs the docs while the others share the rest (xdist hands
 # out whole files in collection order under `--dist loadfile --no-loadscope-reorder`).

@@ -150,8 +150,10 @@ def test_ema_weights_are_evaluated_saved_loaded_and_resumed_exactly(tiny_data, t
 
 
 def test_each_model_runs_at_its_own_precision(tiny_data, teacher_ckpt, tmp_path, monkeypatch):
-    # The student runs as its config says (float32, channels_last), the teacher as its checkpoint's config says
-    # (float32, default format here); autocast is entered per model, so a bf16 student cannot make the teacher bf16.
+    # The student runs as train.* says (float32, channels_last), the teacher as distill.teacher_* says (float32,
+    # default format; never its checkpoint's), and autocast is entered per model: a bf16 student cannot make the
+    # teacher bf16. The run's config.yaml and checkpoint record both.
+    from ftpdet.checkpoint import load_checkpoint
     from ftpdet.engine import train as train_module
     from ftpdet.engine.step import Trainee
 
@@ -169,11 +171,15 @@ def test_each_model_runs_at_its_own_precision(tiny_data, teacher_ckpt, tmp_path,
         return original(self, images, targets)
 
     monkeypatch.setattr(Trainee, "forward", spy)
-    cfg = tiny_config(tiny_data, tmp_path / "s", "train.epochs=1", "train.channels_last=true")
+    cfg = tiny_config(tiny_data, tmp_path / "s", "train.epochs=1", "train.amp=none", "train.channels_last=true",
+                      "distill.teacher_amp=none", "distill.teacher_channels_last=false")
     train_module.train(cfg, progress=False, teacher=teacher_ckpt, method="kd")
     student, teacher = seen["precisions"]
     assert (student.amp, student.channels_last, teacher.amp, teacher.channels_last) == ("none", True, "none", False)
     assert seen["student_cl"] and seen["student_out_cl"] and not seen["teacher_cl"]
+    rec = load_checkpoint(tmp_path / "s" / "last.pt")["precision"]
+    assert rec["student"] == {"amp": "none", "channels_last": True} and rec["how"] == {"student": "set", "teacher": "set"}
+    assert rec["teacher"] == {"amp": "none", "channels_last": False}
 
 
 def test_precision_autocast_and_memory_format():
@@ -201,7 +207,8 @@ def test_every_method_trains_a_float32_student_from_a_bf16_teacher(tiny_data, tm
     teacher = train_module.train(tiny_config(tiny_data, tmp_path / "t", "train.epochs=1", "train.amp=bf16", *deeper),
                                  progress=False).out_dir / "last.pt"  # 2 convs: CrossKD taps layer 1, pre-ReLU
     for method in [*METHODS, "ftpd+pkd"]:
-        cfg = tiny_config(tiny_data, tmp_path / method.replace("+", "_"), "train.epochs=1", "train.amp=none")
+        cfg = tiny_config(tiny_data, tmp_path / method.replace("+", "_"), "train.epochs=1", "train.amp=none",
+                          "distill.teacher_amp=bf16")
         result = train_module.train(cfg, progress=False, teacher=teacher, method=method)
         losses = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()
                   if '"loss"' in line]

@@ -32,9 +32,13 @@ class DistillBase(Section):
 
     method: str = "ftpd"  # kd | ld | crosskd | bckd | pkd | ftpd, or a combination such as ftpd+pkd
     teacher: str | None = None  # teacher checkpoint (.pt); `ftpdet distill --teacher` overrides it
-    # What runs the teacher's no-grad forward: PyTorch (at the teacher's own precision), or ONNX Runtime on the CPU
-    # (faster for the MobileNetV3-large benchmark teacher, slower for the ResNet-18; docs/speed.md).
+    # What runs the teacher's no-grad forward: PyTorch, or ONNX Runtime on the CPU in float32 (faster for the
+    # MobileNetV3-large benchmark teacher on one CPU, slower for the ResNet-18; docs/speed.md).
     teacher_runtime: Literal["torch", "onnxruntime"] = "torch"
+    # The teacher's precision under PyTorch, resolved like train.amp / train.channels_last on the machine that runs
+    # the distillation (never copied from the teacher's checkpoint, which says where the teacher was trained).
+    teacher_amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
+    teacher_channels_last: bool | Literal["auto"] = "auto"
 
     @field_validator("method")
     @classmethod

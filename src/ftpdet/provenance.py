@@ -3,7 +3,6 @@ every report and export: timings mean little without the machine, results little
 
 from __future__ import annotations
 
-import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -27,18 +26,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def machine_description() -> str:
-    """CPU model and thread count (or the GPU), for reports: timings mean little without the machine."""
-    import torch  # here, not at the top: the package's import (and `ftpdet --help`) stays free of torch
+def machine_description(device: str = "auto") -> str:
+    """The machine's identity for reports, exports and benchmark records: the CPU model, the vector level its kernels
+    run at (AVX2 / AVX512, +AMX), whether bf16 is native, threads and torch version; or the GPU and its compute
+    capability. Timings mean little without it, and a run's weights depend on it (ftpdet.hardware)."""
+    from ftpdet.hardware import capability
 
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return capability(device).describe()

@@ -162,12 +162,13 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(10.0, gt=0)
     seed: int = 0
     device: str = "auto"  # auto = cuda when available, else cpu
-    # Precision and memory format of this model, chosen per model by measurement (ftpdet.models.precision): bf16
-    # autocast is ~1.6x faster for ResNets and the MobileNetV3-large on CPUs with avx512_bf16, float32 with
-    # channels_last is fastest for the small depthwise MobileNetV3 student. A teacher runs as its own config says.
-    # fp16 (autocast + GradScaler) is for GPUs without fast bf16 (V100, T4); bf16 needs no scaler.
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
+    # Precision and memory format of this model. auto (the default): resolved when a run starts, on the device that
+    # runs it, by timing the candidates the hardware allows (ftpdet.models.precision): bf16 autocast only where it is
+    # native (a CPU with AVX512-BF16 or AMX, a GPU of compute capability 8.0+), fp16 with a GradScaler on older GPUs,
+    # else float32; channels_last where it is faster for this model. The run's config.yaml and checkpoint hold the
+    # resolved values. An explicit bf16 where it is emulated still runs, after a warning (~10x slower on an AVX2 CPU).
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
+    channels_last: bool | Literal["auto"] = "auto"
     eval_every: int = Field(1, ge=1)  # epochs between evaluations (the last epoch is always evaluated)
     log_every: int = Field(10, ge=1)  # steps between metrics.jsonl lines
     # Where the numbers go: metrics.jsonl is the run's record (curves.png, resume and the benchmark read it), so it

@@ -114,8 +114,9 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     # (distill.method and distill.teacher are not read either; method and teacher come from the run).
     # With a teacher, what runs its forward counts too (ONNX Runtime in float32 vs PyTorch at the teacher's precision).
     dump["distill"] = {name: dump["distill"][name] for name in names}
-    if names:
-        dump["distill"]["teacher_runtime"] = cfg.distill.teacher_runtime
+    if names:  # and the teacher's precision (resolved on this machine: AccuracyBench.resolved)
+        for k in ("teacher_runtime", "teacher_amp", "teacher_channels_last"):
+            dump["distill"][k] = getattr(cfg.distill, k)
     fields = {"config": dump, "method": method, "teacher": teacher_key, "data": data_fp, "code": source_fingerprint(names)}
     if pretrain is not None:  # the pretraining run's key stands for the backbone file it writes
         dump["model"].pop("backbone_weights")
@@ -285,6 +286,7 @@ class AccuracyBench:
         self.ready_teachers: dict[str, str] = {}
         self.pretrain_records: dict[str, dict] = {}
         self._params: dict[str, float] = {}
+        self._precisions: dict[str, Any] = {}  # resolved precisions by model and settings (AccuracyBench.resolved)
 
     def same_machine(self, results: dict[str, Any]) -> dict[str, list[dict]]:
         """The records and teacher/pretraining records of a results JSON measured on this machine: each record's own
@@ -337,7 +339,28 @@ class AccuracyBench:
         base = [f"data.root={self.data_root}", f"data.image_size={p.image_size}", f"train.seed={seed}",
                 f"train.out_dir={self.out}"]  # each run's own directory is set when it trains
         extra = {"main": p.teacher_overrides, "hetero": p.hetero_overrides}.get(role, p.student_overrides)
-        return load_config(self.configs[role], [*base, *p.common, *extra, *schedule, *overrides])
+        return self.resolved(load_config(self.configs[role], [*base, *p.common, *extra, *schedule, *overrides]))
+
+    def resolved(self, cfg: Config, teacher: Config | None = None) -> Config:
+        """cfg with the precision a run of it resolves to on this machine (train.amp / channels_last auto), and with
+        `teacher`'s config the teacher's too: part of the run's key, since bf16 and float32 train other weights."""
+        from ftpdet.engine.run_precision import resolve_precisions
+        from ftpdet.engine.train import resolve_device
+        from ftpdet.models.detector import build_detector
+
+        memo = json.dumps([cfg.model.model_dump(), cfg.train.amp, cfg.train.channels_last, cfg.train.batch_size,
+                           cfg.data.image_size, cfg.train.device, cfg.distill.model_dump(include={
+                               "teacher_runtime", "teacher_amp", "teacher_channels_last"}),
+                           teacher.model.model_dump() if teacher else None], sort_keys=True, default=str)
+        if memo not in self._precisions:
+            def model(c: Config) -> torch.nn.Module:
+                return build_detector(c.model.model_copy(update={"backbone_weights": None}), self.num_classes)
+
+            self._precisions[memo] = resolve_precisions(cfg, model(cfg), self.num_classes,
+                                                        model(teacher) if teacher else None, teacher,
+                                                        resolve_device(cfg.train.device), cfg.train.batch_size)
+        found = self._precisions[memo].config
+        return cfg.model_copy(update={"train": found.train, "distill": found.distill})
 
     # -- runs ------------------------------------------------------------------------------------------
     def finished(self, cfg: Config, key: str, measured: str, run_dir: Path, known: dict[str, dict]) -> dict | None:
@@ -405,9 +428,9 @@ class AccuracyBench:
         if not p.pretrain_epochs:
             return None
         extra = {"main": p.teacher_overrides, "hetero": p.hetero_overrides}.get(role, p.student_overrides)
-        cfg = load_config(self.configs[role], [
+        cfg = self.resolved(load_config(self.configs[role], [
             f"data.root={self.pretrain_root}", f"data.image_size={p.image_size}", "train.seed=0", f"train.out_dir={self.out}",
-            *p.common, *extra, f"train.epochs={p.pretrain_epochs}", f"train.eval_every={p.pretrain_epochs}"])
+            *p.common, *extra, f"train.epochs={p.pretrain_epochs}", f"train.eval_every={p.pretrain_epochs}"]))
         key = run_key(cfg, None, None, self.pretrain_fp)
         return cfg, key, self.out / "pretrain" / f"{role}-{key}"
 
@@ -479,7 +502,10 @@ class AccuracyBench:
         trained, reused (finished in an earlier invocation or in reused results) or shared (an earlier cell of this
         one had its key). The teacher trains only when a run that needs it trains."""
         cfg = self.config("student", spec.seed, spec.overrides)
-        teacher_key = self.teacher_key(spec.teacher)[1] if spec.teacher else None
+        teacher_key = None
+        if spec.teacher:
+            teacher_cfg, teacher_key, _ = self.teacher_key(spec.teacher)
+            cfg = self.resolved(cfg, teacher_cfg)
         key = run_key(cfg, spec.method, teacher_key, self.train_fp, self._pretrain("student"))
         if key in self.records:
             return self.records[key], "shared"

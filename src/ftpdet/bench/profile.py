@@ -27,7 +27,7 @@ from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_avera
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector
-from ftpdet.models.precision import Precision
+from ftpdet.engine.run_precision import resolve_precisions
 from ftpdet.provenance import git_commit, machine_description
 
 PHASES = ("data", "teacher forward", "student forward", "assignment + GFL losses", "distillation terms", "backward",
@@ -73,9 +73,11 @@ def profile_steps(
         batches.append(collate([ds[i] for i in order[k * bs:(k + 1) * bs]]))
         data_ms.append(1000 * (time.perf_counter() - t))
 
-    s_prec, t_prec = Precision.of(cfg_s.train), Precision.of(cfg_t.train)
     student = build_detector(cfg_s.model, ds.num_classes)
     teacher = build_detector(cfg_t.model, ds.num_classes)
+    prec = resolve_precisions(cfg_s, student, ds.num_classes, teacher, cfg_t, torch.device("cpu"), bs)
+    print(prec.line)
+    s_prec, t_prec = prec.student.precision, prec.teacher.precision
     criterion = GFLLoss(cfg_s.loss, ds.num_classes, cfg_s.model.reg_max, cfg_s.model.atss_topk, cfg_s.model.atss_fallback)
     tc = cfg_s.train
 

@@ -26,7 +26,7 @@ from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_avera
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector, freeze
-from ftpdet.models.precision import Precision
+from ftpdet.engine.run_precision import resolve_precisions
 from ftpdet.onnx_export import export_model
 from ftpdet.provenance import git_commit, machine_description
 from ftpdet.runtime import OnnxPredictor
@@ -95,7 +95,10 @@ def run_speed(
         step = TrainStep(trainee.train(), build_optimizer(trainee, tc), weights, tc.grad_clip, ema=ema)
         return lambda: step(*next_batch())
 
-    s_prec, t_prec = Precision.of(cfg_s.train), Precision.of(cfg_t.train)  # the checkpoints' configs when given
+    # As a training run resolves them on this machine (the teacher's from distill.teacher_*, not its checkpoint's).
+    prec = resolve_precisions(cfg_s, s_model, ds.num_classes, t_model, cfg_t, torch.device("cpu"), bs)
+    print(prec.line)
+    s_prec, t_prec = prec.student.precision, prec.teacher.precision
     t_prec.prepare(t_model)
 
     @torch.no_grad()
@@ -147,7 +150,7 @@ def run_speed(
     result = {
         "command": command or f"ftpdet bench speed --preset {preset.name} --iters {iters} --rounds {rounds}",
         "date": date.today().isoformat(), "commit": git_commit(), "machine": machine_description(),
-        "preset": preset.name, "batch_size": bs, "image_size": preset.image_size, "amp": cfg_s.train.amp,
+        "preset": preset.name, "batch_size": bs, "image_size": preset.image_size, "amp": s_prec.amp,
         "precision": {"student": vars(s_prec), "teacher": vars(t_prec)},
         "iters": iters, "rounds": rounds, "teacher": preset.teacher, "student": preset.student,
         "trained_weights": bool(teacher and student),

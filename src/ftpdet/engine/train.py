@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from ftpdet.files import ensure_writable
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, build_detector
+from ftpdet.engine.run_precision import RunPrecision, resolve_precisions
 from ftpdet.models.precision import Precision
 from ftpdet.progress import progress_bar, progress_write
 from ftpdet.sections import TrainConfig
@@ -151,6 +153,7 @@ class Run:
     method: str | None  # None: a plain run
     teacher: str | Path | None
     ema: torch.nn.Module | None  # the weight average (train.ema), evaluated and saved for inference when set
+    precision: RunPrecision  # how student and teacher run on this machine (resolved at setup)
     # progress, restored on resume
     epoch: int = 0  # completed epochs
     global_step: int = 0
@@ -212,18 +215,26 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     if world > 1 and device.type == "cuda":  # batch statistics over the global batch (CPU DDP keeps them per rank)
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     criterion = GFLLoss(cfg.loss, train_ds.num_classes, cfg.model.reg_max, cfg.model.atss_topk, cfg.model.atss_fallback)
-    teacher_model, methods, teacher_precision, teacher_forward = None, None, Precision(), None
+    teacher_model, methods, teacher_forward, teacher_cfg = None, None, None, None
     if teacher is not None:
         # Paired seeds: building the teacher and the methods' adapters draws random numbers; doing it on a
         # forked generator leaves the augmentation stream exactly as a plain run of the same seed sees it.
         with torch.random.fork_rng(devices=[]):
             teacher_model, teacher_cfg = load_teacher(teacher, model, train_ds.categories)
-            teacher_model, teacher_precision = teacher_model.to(device), Precision.of(teacher_cfg.train)
+            teacher_model = teacher_model.to(device)
             methods = build_methods(method, cfg.distill, model, teacher_model).to(device)
             teacher_forward = teacher_runtime(cfg.distill.teacher_runtime, teacher_model, cfg.data.image_size,
                                               Path(tc.out_dir) / f"teacher.rank{rank}.onnx", device)
-    # Adapters (if any) train with the student; each model runs at its config's precision and memory format.
-    trainee = Trainee(model, criterion, teacher_model, methods, Precision.of(tc), teacher_precision, teacher_forward)
+    batch_size = dist.per_rank_batch(tc.batch_size, world)
+    # Each model's precision and memory format, resolved on this machine (the teacher's too, whatever its
+    # checkpoint was trained at); rank 0 times the candidates, every rank runs its answer.
+    prec = dist.broadcast(resolve_precisions(cfg, model, train_ds.num_classes, teacher_model, teacher_cfg, device,
+                                             batch_size, ckpt) if rank == 0 else None)
+    cfg = prec.config
+    tc = cfg.train
+    # Adapters (if any) train with the student; each model runs at its own precision and memory format.
+    trainee = Trainee(model, criterion, teacher_model, methods, prec.student.precision,
+                      prec.teacher.precision if prec.teacher else Precision(), teacher_forward)
     optimizer = build_optimizer(trainee, tc)
     if world > 1:
         torch.manual_seed(tc.seed + rank)  # per-rank augmentation; DDP broadcasts rank 0's initial weights
@@ -231,7 +242,6 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
 
     sampler = EpochSampler(DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed,
                                               drop_last=True))
-    batch_size = dist.per_rank_batch(tc.batch_size, world)
     workers = loader_workers(cfg.data.num_workers, device)
     loader = DataLoader(
         train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
@@ -242,12 +252,12 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training set ({len(train_ds)} images)")
     total_steps = steps_per_epoch * tc.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, tc, steps_per_epoch))
-    scaler = torch.amp.GradScaler(device.type) if tc.amp == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if prec.student.precision.amp == "fp16" else None
     weights = weight_table(cfg.loss, cfg.distill, method if teacher is not None else None)
     ema = weight_average(model, tc.ema, tc.warmup_steps) if tc.ema is not None else None
     step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward, ema, scaler)
     run = Run(cfg, Path(tc.out_dir), rank, world, device, train_ds, val_ds, model, trainee, step, sampler, loader,
-              batch_size, steps_per_epoch, method if teacher is not None else None, teacher, ema)
+              batch_size, steps_per_epoch, method if teacher is not None else None, teacher, ema, prec)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         if ema is not None:
@@ -294,6 +304,7 @@ def save_last(run: Run, epoch: int, improved: bool) -> None:
         "history": run.history,
         "method": run.method,
         "teacher": str(run.teacher) if distilled else None,
+        "precision": run.precision.record(),
     }
     if distilled and len(run.trainee.methods.state_dict()):
         state["distill_state"] = run.trainee.methods.state_dict()  # training-only adapters, for --resume
@@ -387,6 +398,7 @@ def train(
     if os.environ.get("RANK", "0") == "0":  # rank 0 writes (torchrun sets RANK; the group is not joined yet)
         ensure_writable(out)  # fail now, not after the first epoch's work
     run = setup(cfg, ckpt, teacher, method)
+    cfg = run.cfg  # with each model's precision resolved on this machine
     tc = cfg.train
     progress = progress and run.main
     log = None
@@ -397,6 +409,9 @@ def train(
         procs = f" x {run.world} processes" if run.world > 1 else ""
         print(f"ftpdet {what}: {len(run.train_ds)} train / {len(run.val_ds)} val images, {run.train_ds.num_classes} "
               f"classes, {run.steps_per_epoch} steps/epoch x {tc.epochs} epochs on {run.device}{procs} -> {out}")
+        print(run.precision.line)
+        for message in run.precision.warnings:
+            print(f"warning: {message}", file=sys.stderr)
 
     end_epoch = tc.epochs if stop_after is None else min(tc.epochs, run.epoch + stop_after)
     run.trainee.train()
