@@ -58,6 +58,9 @@ def test_metadata_carries_classes_size_and_preprocessing(exported):
     assert json.loads(meta["class_names"]) == stored.names
     assert json.loads(meta["categories"])["ids"] == stored.ids
     assert meta["image_size"] == "96" and "letterbox" in meta["preprocessing"]
+    from ftpdet.provenance import machine_description
+
+    assert meta["exported_on"] == machine_description() and ("bf16" in meta["exported_on"])  # names the ISA too
     det, cfg, cats = load_predictor(path)
     assert cats.names == stored.names and cfg.data.image_size == 96
 

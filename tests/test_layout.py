@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ftpdet"
 # module (or package prefix) -> floor; the first matching prefix wins, longest first
 FLOORS = {
     "ftpdet.errors": 0, "ftpdet.files": 0, "ftpdet.provenance": 0, "ftpdet.distributed": 0, "ftpdet.plots": 0,
-    "ftpdet.progress": 0,
+    "ftpdet.progress": 0, "ftpdet.hardware": 0,
     "ftpdet.sections": 1, "ftpdet.predictor": 1,
     "ftpdet.losses": 2, "ftpdet.data": 2,
     "ftpdet.models": 3,

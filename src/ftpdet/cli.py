@@ -444,6 +444,26 @@ def bench_profile(
     typer.echo(f"results: {path}")
 
 
+@bench_app.command("precision")
+def bench_precision(
+    configs: Annotated[Optional[list[str]], typer.Argument(help="Configs (builtin names or YAML files).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Images per pass.")] = 16,
+    image_size: Annotated[int, typer.Option(min=32, help="Input side in pixels.")] = 128,
+    rounds: Annotated[int, typer.Option(min=1, help="Timed passes per option, taken in turn; the fastest counts.")] = 3,
+    out: Annotated[Path, typer.Option(help="Where precision.json goes.")] = Path("runs/bench/precision"),
+) -> None:
+    """Every precision and memory format of each model on this CPU, timed in turn, beside what train.amp auto picks
+    here (bf16 included where it is emulated, to show its cost)."""
+    from ftpdet.bench.precision import precision_table
+
+    if SMOKE:
+        smoke_note("precision table")
+        batch, image_size, rounds = 2, 64, 1
+    names = configs or ["demo_teacher", "bench_teacher", "demo_student"]
+    path = precision_table(names, out, batch, image_size, rounds, command="ftpdet " + " ".join(sys.argv[1:]))
+    typer.echo(f"results: {path}")
+
+
 @bench_app.command("eval-noise")
 @friendly
 def bench_eval_noise(

@@ -26,7 +26,7 @@ from ftpdet.data.coco import Categories
 from ftpdet.errors import FtpdetError
 from ftpdet.files import ensure_writable
 from ftpdet.models.detector import flatten_levels
-from ftpdet.provenance import version
+from ftpdet.provenance import machine_description, version
 from ftpdet.sections import EvalConfig
 
 OUTPUTS = ["cls_logits", "edge_logits", "scores", "boxes"]
@@ -115,6 +115,7 @@ def export_model(
                                                                       "multiscale": None})})
     meta = {
         "ftpdet_version": version(),
+        "exported_on": machine_description(),  # CPU model, ISA, native bf16, threads, torch (or the GPU)
         "config": json.dumps(cfg.model_dump()),
         "categories": json.dumps(cats.to_dict()),
         "class_names": json.dumps(cats.names),

@@ -23,11 +23,11 @@ from ftpdet.bench.presets import Preset
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection, collate
 from ftpdet.engine.onnx_teacher import teacher_runtime
+from ftpdet.engine.run_precision import resolve_precisions
 from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector
-from ftpdet.engine.run_precision import resolve_precisions
 from ftpdet.provenance import git_commit, machine_description
 
 PHASES = ("data", "teacher forward", "student forward", "assignment + GFL losses", "distillation terms", "backward",
@@ -75,6 +75,10 @@ def profile_steps(
 
     student = build_detector(cfg_s.model, ds.num_classes)
     teacher = build_detector(cfg_t.model, ds.num_classes)
+    # The teacher at its config's train.amp / channels_last (auto unless --teacher-set says otherwise), resolved here
+    # as a distillation resolves distill.teacher_amp / teacher_channels_last.
+    teacher_settings = {"teacher_amp": cfg_t.train.amp, "teacher_channels_last": cfg_t.train.channels_last}
+    cfg_s = cfg_s.model_copy(update={"distill": cfg_s.distill.model_copy(update=teacher_settings)})
     prec = resolve_precisions(cfg_s, student, ds.num_classes, teacher, cfg_t, torch.device("cpu"), bs)
     print(prec.line)
     s_prec, t_prec = prec.student.precision, prec.teacher.precision

@@ -22,11 +22,11 @@ from ftpdet.bench.presets import MAIN_METHODS, Preset
 from ftpdet.checkpoint import load_model
 from ftpdet.config import Config, apply_overrides, config_from_dict, load_config
 from ftpdet.data.coco import CocoDetection, collate
+from ftpdet.engine.run_precision import resolve_precisions
 from ftpdet.engine.step import Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import build_detector, freeze
-from ftpdet.engine.run_precision import resolve_precisions
 from ftpdet.onnx_export import export_model
 from ftpdet.provenance import git_commit, machine_description
 from ftpdet.runtime import OnnxPredictor
