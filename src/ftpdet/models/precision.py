@@ -203,7 +203,9 @@ def summary_line(student: Resolved, teacher: Resolved | None, cap: Capability, t
     if teacher is not None:
         parts.append(f"teacher {teacher_note or teacher.precision.describe()}")
     hows = {r.how for r in (student, teacher) if r is not None}
-    how = {"measured": "timed now, remembered in " + str(cache_path()), "cached": "timed earlier on this machine",
-           "resumed": "as the checkpoint ran here"}
-    notes = [how[h] for h in ("measured", "cached", "resumed") if h in hows]
+    notes = []
+    if hows & {"measured", "cached"}:
+        notes.append(f"the fastest candidates timed on this machine, remembered in {cache_path()}")
+    if "resumed" in hows:
+        notes.append("as the checkpoint ran on this machine")
     return f"precision: {', '.join(parts)} ({cap.bf16_reason()}{'; ' + '; '.join(notes) if notes else ''})"
