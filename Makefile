@@ -8,9 +8,11 @@ OTHER_PINS := scipy==1.17.1 faster-coco-eval==1.8.0 pycocotools==2.0.11 timm==1.
 
 .PHONY: demo test install clean
 
+# --no-compile: byte-compiling every installed file (torch's thousands) took about 60 of the install's 140 s on 2
+# cores (docs/demo.md); Python compiles what it imports, once, on first use.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet $(TORCH_PINS) $(OTHER_PINS) -e ".[dev]"
+	$(VENV)/bin/pip install --quiet --no-compile $(TORCH_PINS) $(OTHER_PINS) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
