@@ -3,8 +3,8 @@
 Why: on a 2-core CPU the demo has minutes, and detectors trained from random weights for a few hundred steps stay
 near 5 AP, too weak to show what a teacher gives (docs/demo.md). Real detectors start from pretrained backbones;
 ours come from the same built-in generator on a separate set (seed PRETRAIN_SEED, 3,200 images, never the demo's
-data), 15 epochs with the lab preset's settings, one run per architecture. Only the backbone is kept, in bf16 (a
-third of the size; loading casts it back to float32), in the shape of an ftpdet checkpoint, so
+data), 15 epochs with the lab preset's settings, one run per architecture. Only the backbone is kept, in bf16 (half
+the size, and the file deflated; loading casts it back to float32), in the shape of an ftpdet checkpoint, so
 `model.backbone_weights` takes the file as it takes any pretraining run.
 
     python scripts/demo_backbones.py --work runs/demo_backbones     # resumable; ~25 min on 2 CPU cores
@@ -16,6 +16,7 @@ kernels round differently), so a rerun elsewhere gives other, equally good, file
 from __future__ import annotations
 
 import argparse
+import zipfile
 from pathlib import Path
 
 import torch
@@ -43,6 +44,18 @@ def slim(ckpt: dict) -> dict:
                            "steps": ckpt["step"]}}
 
 
+def deflate(path: Path) -> None:
+    """Rewrite a torch.save file with its zip entries deflated (torch.load reads them as they are): bf16 weights
+    shrink by a fifth (the teacher's 6.1 MB to 4.8), keeping every shipped file under 5 MB."""
+    tmp = path.with_name(f".{path.name}.deflate")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+        for info in src.infolist():
+            entry = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            out.writestr(entry, src.read(info.filename))
+    tmp.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/demo_backbones"))
@@ -63,6 +76,7 @@ def main() -> None:
             train(cfg, resume=ckpt.exists())
         out = args.out / f"{role}.pt"
         save_atomic(slim(load_checkpoint(ckpt)), out)
+        deflate(out)
         print(f"{role}: {config} backbone -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 

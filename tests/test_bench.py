@@ -183,6 +183,29 @@ def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, 
     assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau, plateau" in bad.output
 
 
+def test_a_benchmark_keeps_its_precision_decisions(smoke, tmp_path, monkeypatch):
+    """Each run's key holds the precision its models resolved to on this machine. The results JSON keeps those
+    decisions and a later sitting takes them back without timing anything, so a lost precision cache, whose timing
+    could choose otherwise on a close call, cannot re-key the runs."""
+    from ftpdet.engine import run_precision
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("the benchmark resolved a precision again instead of taking back its own decision")
+
+    out, _ = smoke
+    before = json.loads((out / "results.json").read_text())
+    assert before["precisions"] and all(set(p) == {"amp", "channels_last", "teacher_amp", "teacher_channels_last"}
+                                        for p in before["precisions"].values())
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    monkeypatch.setenv("FTPDET_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(run_precision, "resolve_precisions", no_timing)
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy), "--only", "main"])
+    assert res.exit_code == 0, res.output
+    assert "ftpdet train:" not in res.output and "ftpdet distill" not in res.output
+    assert json.loads((copy / "results.json").read_text())["precisions"] == before["precisions"]
+
+
 def test_runs_of_another_machine_are_neither_reused_nor_continued(smoke, tmp_path):
     """Another CPU trains other weights from the same key, so its records are not reused and its results (--out's
     or the report's) are not continued: one line, exit 2, the file untouched. On the same machine a new --out starts

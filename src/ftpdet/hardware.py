@@ -72,11 +72,17 @@ def _onednn_allows(isa: str) -> bool:
 def cpu_capability() -> Capability:
     import torch  # here, not at the top: the package's import (and `ftpdet --help`) stays free of torch
 
+    def probe(fn) -> bool:  # torch's private CPU probes; a build without one reports False (not native: safe)
+        try:
+            return bool(fn())
+        except (AttributeError, RuntimeError):
+            return False
+
     isa = torch.backends.cpu.get_cpu_capability()  # ATen's dispatch level, after ATEN_CPU_CAPABILITY
-    amx = bool(torch.cpu._is_amx_tile_supported()) and _onednn_allows("AMX")
-    hardware_bf16 = bool(torch.cpu._is_avx512_bf16_supported()) or amx
+    amx = probe(lambda: torch.cpu._is_amx_tile_supported()) and _onednn_allows("AMX")
+    hardware_bf16 = probe(lambda: torch.cpu._is_avx512_bf16_supported()) or amx
     # oneDNN runs the convolutions: it must be allowed to use AVX-512 at all, and the bf16 instructions in particular.
-    onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _onednn_allows("AVX512_CORE_BF16")
+    onednn = probe(lambda: torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _onednn_allows("AVX512_CORE_BF16")
     native = hardware_bf16 and onednn and isa.startswith("AVX512")
     return Capability("cpu", cpu_name(), isa + ("+AMX" if amx and isa.startswith("AVX512") else ""), native,
                       torch.get_num_threads(), torch.__version__)

@@ -286,7 +286,12 @@ class AccuracyBench:
         self.ready_teachers: dict[str, str] = {}
         self.pretrain_records: dict[str, dict] = {}
         self._params: dict[str, float] = {}
-        self._precisions: dict[str, Any] = {}  # resolved precisions by model and settings (AccuracyBench.resolved)
+        # Each model's resolved precision (AccuracyBench.resolved), part of every run key: kept in the results JSON and
+        # taken back on the same machine, so a lost or re-timed precision cache cannot re-key the runs of a sitting.
+        self._precisions: dict[str, dict] = {}
+        for results in [*reused.values(), self.previous]:
+            if results.get("machine") == self.machine:
+                self._precisions |= results.get("precisions", {})
 
     def same_machine(self, results: dict[str, Any]) -> dict[str, list[dict]]:
         """The records and teacher/pretraining records of a results JSON measured on this machine: each record's own
@@ -352,15 +357,21 @@ class AccuracyBench:
                            cfg.data.image_size, cfg.train.device, cfg.distill.model_dump(include={
                                "teacher_runtime", "teacher_amp", "teacher_channels_last"}),
                            teacher.model.model_dump() if teacher else None], sort_keys=True, default=str)
-        if memo not in self._precisions:
+        key = hashlib.sha256(memo.encode()).hexdigest()[:16]
+        if key not in self._precisions:  # decided once per machine: earlier sittings' decisions are kept
             def model(c: Config) -> torch.nn.Module:
                 return build_detector(c.model.model_copy(update={"backbone_weights": None}), self.num_classes)
 
-            self._precisions[memo] = resolve_precisions(cfg, model(cfg), self.num_classes,
-                                                        model(teacher) if teacher else None, teacher,
-                                                        resolve_device(cfg.train.device), cfg.train.batch_size)
-        found = self._precisions[memo].config
-        return cfg.model_copy(update={"train": found.train, "distill": found.distill})
+            found = resolve_precisions(cfg, model(cfg), self.num_classes, model(teacher) if teacher else None,
+                                       teacher, resolve_device(cfg.train.device), cfg.train.batch_size).config
+            self._precisions[key] = {"amp": found.train.amp, "channels_last": found.train.channels_last,
+                                     "teacher_amp": found.distill.teacher_amp,
+                                     "teacher_channels_last": found.distill.teacher_channels_last}
+        chosen = self._precisions[key]
+        train = {k: chosen[k] for k in ("amp", "channels_last")}
+        distill = {k: chosen[k] for k in ("teacher_amp", "teacher_channels_last")}
+        return cfg.model_copy(update={"train": cfg.train.model_copy(update=train),
+                                      "distill": cfg.distill.model_copy(update=distill)})
 
     # -- runs ------------------------------------------------------------------------------------------
     def finished(self, cfg: Config, key: str, measured: str, run_dir: Path, known: dict[str, dict]) -> dict | None:
@@ -623,6 +634,7 @@ class AccuracyBench:
             "pretrain": {**self.previous.get("pretrain", {}), **self.pretrain_records},
             "records": records,
             "tables": tables,
+            "precisions": self._precisions,
         }
 
     def _with_ratio(self, record: dict, records: dict[str, dict]) -> dict:

@@ -137,13 +137,22 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, key: str, entry: dict) -> None:
+    """Add one entry: read, merge and replace under a lock, so processes timing at once (runs started side by side, a
+    test suite's workers) never drop each other's entries."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache(path) | {key: entry}
-        fd, tmp = tempfile.mkstemp(prefix=".precision.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            try:
+                import fcntl
+
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except ImportError:  # no POSIX locks (Windows): a lost entry only costs a measurement
+                pass
+            data = _read_cache(path) | {key: entry}
+            fd, tmp = tempfile.mkstemp(prefix=".precision.", dir=path.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: measure again next time
 
