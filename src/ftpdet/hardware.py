@@ -66,7 +66,7 @@ def _onednn_allows(isa: str) -> bool:
         return True
     if isa == "AMX":
         return cap.startswith("AVX512_CORE_AMX")
-    return cap.startswith("AVX512_CORE_BF16") or cap.startswith("AVX512_CORE_AMX") or cap == "AVX10_1_512"
+    return cap.startswith(("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10_1_512"))
 
 
 def cpu_capability() -> Capability:

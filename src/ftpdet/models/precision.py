@@ -23,7 +23,6 @@ import json
 import os
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -193,12 +192,6 @@ def resolve(model: nn.Module, model_key: dict, cap: Capability, amp: str, channe
     _write_cache(path, key, {"choice": asdict(choice), "times_ms": times_ms, "machine": cap.describe(),
                              "model": model_key.get("backbone", "?"), "train": train})
     return Resolved(choice, "measured", times_ms)
-
-
-def warn_if_emulated(cap: Capability, amp: str, who: str = "train.amp") -> None:
-    message = emulation_warning(cap, amp, who)
-    if message is not None:
-        warnings.warn(message, stacklevel=2)
 
 
 def model_key(model_cfg: ModelConfig, num_classes: int) -> dict:
