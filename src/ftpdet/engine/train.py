@@ -35,13 +35,13 @@ from ftpdet.data.transforms import Resize
 from ftpdet.engine.evaluate import evaluate, summarize
 from ftpdet.engine.loggers import RunLog
 from ftpdet.engine.onnx_teacher import teacher_runtime
+from ftpdet.engine.run_precision import RunPrecision, resolve_precisions
 from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
 from ftpdet.files import ensure_writable
 from ftpdet.methods import build_methods
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, build_detector
-from ftpdet.engine.run_precision import RunPrecision, resolve_precisions
 from ftpdet.models.precision import Precision
 from ftpdet.progress import progress_bar, progress_write
 from ftpdet.sections import TrainConfig
