@@ -43,8 +43,9 @@ TINY_MODEL = [
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    """16 train / 4 val images of 64 px, 4 classes."""
-    return synthesize(tmp_path_factory.mktemp("tiny"), seed=0, num_train=16, num_val=4, image_size=64, num_classes=4)
+    """16 train / 4 val images of 64 px, 4 classes; 16 unlabeled ones in unlabeled/."""
+    return synthesize(tmp_path_factory.mktemp("tiny"), seed=0, num_train=16, num_val=4, image_size=64, num_classes=4,
+                      num_unlabeled=16)
 
 
 def tiny_config(root, out_dir, *extra):

@@ -69,12 +69,23 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_data, t
     assert not list((tmp_path / "ddp").glob("*.tmp"))
 
 
-def test_distillation_under_ddp(tiny_data, teacher_ckpt, tmp_path):
+def test_distillation_with_unlabeled_images_under_ddp(tiny_data, teacher_ckpt, tmp_path):
+    """Each rank reads its share of every step's unlabeled images: together, the single process's images (the
+    teacher, in eval mode, finds on them the same number of boxes)."""
     cfg = write_config(tmp_path, tiny_data, epochs=1)
-    res = run(torchrun("distill", str(cfg), "--teacher", str(teacher_ckpt), "--method", "ftpd+pkd",
-                       "--set", f"train.out_dir={tmp_path}/d"))
+    args = ["distill", str(cfg), "--teacher", str(teacher_ckpt), "--method", "ftpd+pkd", "--unlabeled",
+            str(tiny_data / "unlabeled"), "--set", "distill.unlabeled_score_thr=0.02"]
+    single = run([sys.executable, "-m", "ftpdet", *args, "--set", f"train.out_dir={tmp_path}/single"])
+    assert single.returncode == 0, single.stderr[-2000:]
+    res = run(torchrun(*args, "--set", f"train.out_dir={tmp_path}/d"))
     assert res.returncode == 0, res.stderr[-2000:]
-    assert load_checkpoint(tmp_path / "d" / "last.pt")["method"] == "ftpd+pkd"
+    ckpt = load_checkpoint(tmp_path / "d" / "last.pt")
+    assert ckpt["method"] == "ftpd+pkd" and ckpt["unlabeled_position"] == 16  # 2 steps x 8 (4 per rank)
+    a, b = losses(tmp_path / "single"), losses(tmp_path / "d")
+    assert [a[s]["unlabeled_seen"] for s in (1, 2)] == [b[s]["unlabeled_seen"] for s in (1, 2)] == [8, 16]
+    assert a[1]["teacher_boxes_per_unlabeled"] > 0
+    for step in (1, 2):
+        assert b[step]["teacher_boxes_per_unlabeled"] == pytest.approx(a[step]["teacher_boxes_per_unlabeled"])
 
 
 def wait_for_steps(run_dir, n, proc, limit=120):

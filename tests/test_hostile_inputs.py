@@ -188,6 +188,30 @@ def a_bbox_with_five_values_to_stats(root, tmp):
     return stats_args(root), "instances_train.json: annotations[0] bbox must be [x, y, width, height]"
 
 
+def distill_args(root, tmp, teacher_ckpt, *extra):
+    return ["distill", "demo_student", "--teacher", str(teacher_ckpt), *train_args(root, tmp / "run")[2:], *extra]
+
+
+def an_unlabeled_image_that_does_not_decode(root, tmp, teacher_ckpt=None):
+    (root / "unlabeled" / "000003.png").write_bytes(b"\x89PNG broken")
+    return distill_args(root, tmp, teacher_ckpt, "--unlabeled", str(root / "unlabeled")), "000003.png: cannot decode image"
+
+
+def an_empty_unlabeled_folder(root, tmp, teacher_ckpt=None):
+    (tmp / "empty").mkdir()
+    (tmp / "empty" / "notes.txt").write_text("no images here")
+    return distill_args(root, tmp, teacher_ckpt, "--unlabeled", str(tmp / "empty")), "empty: no images in this folder"
+
+
+def unlabeled_images_without_a_teacher(root, tmp):
+    return (train_args(root, tmp / "run", "--set", f"data.unlabeled={root / 'unlabeled'}"),
+            "unlabeled images train through a teacher's responses")
+
+
+def the_pseudo_control_without_unlabeled_images(root, tmp, teacher_ckpt=None):
+    return distill_args(root, tmp, teacher_ckpt, "--method", "pseudo"), "pseudo trains on unlabeled images only"
+
+
 def an_empty_dataset_to_stats(root, tmp):
     edit_json(root, "train", lambda d: d.update(images=[], annotations=[]))
     return stats_args(root), "instances_train.json: empty dataset (no images)"
@@ -200,7 +224,8 @@ CASES = [truncated_json, json_of_the_wrong_shape, json_with_a_wrong_field, an_im
          an_onnx_path_that_does_not_exist, an_onnx_file_that_is_not_onnx, a_read_only_output_dir,
          a_box_with_nan_to_eval, a_box_with_infinity_to_stats, two_images_with_one_id_to_eval,
          two_annotations_with_one_id_to_stats, an_unknown_category_to_eval, an_annotation_of_a_missing_image_to_stats,
-         a_bbox_with_five_values_to_stats, an_empty_dataset_to_stats]
+         a_bbox_with_five_values_to_stats, an_empty_dataset_to_stats, an_unlabeled_image_that_does_not_decode,
+         an_empty_unlabeled_folder, unlabeled_images_without_a_teacher, the_pseudo_control_without_unlabeled_images]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])

@@ -201,14 +201,15 @@ def test_every_method_trains_a_float32_student_from_a_bf16_teacher(tiny_data, tm
     """The lab pairs a float32 student with a bf16 teacher: every method (CrossKD's cross head re-runs the teacher's
     conv on the teacher's bf16 tower) must run that way and give finite losses."""
     from ftpdet.engine import train as train_module
-    from ftpdet.methods import METHODS
+    from ftpdet.methods import METHODS, NEEDS_UNLABELED
 
     deeper = ["model.width_mult=1.0", "model.fpn_channels=48", "model.head_channels=48", "model.num_convs=2"]
     teacher = train_module.train(tiny_config(tiny_data, tmp_path / "t", "train.epochs=1", "train.amp=bf16", *deeper),
                                  progress=False).out_dir / "last.pt"  # 2 convs: CrossKD taps layer 1, pre-ReLU
     for method in [*METHODS, "ftpd+pkd"]:
+        unlabeled = [f"data.unlabeled={tiny_data / 'unlabeled'}"] if method in NEEDS_UNLABELED else []
         cfg = tiny_config(tiny_data, tmp_path / method.replace("+", "_"), "train.epochs=1", "train.amp=none",
-                          "distill.teacher_amp=bf16")
+                          "distill.teacher_amp=bf16", *unlabeled)
         result = train_module.train(cfg, progress=False, teacher=teacher, method=method)
         losses = [json.loads(line) for line in (result.out_dir / "metrics.jsonl").read_text().splitlines()
                   if '"loss"' in line]

@@ -33,15 +33,17 @@ def distill(
     teacher: str | Path | None = None,
     method: str | None = None,
     overrides: list[str] | None = None,
+    unlabeled: str | Path | None = None,
     **kwargs: Any,
 ):
     """Distil a student (config) from a teacher checkpoint (default: the config's `distill.teacher`) with `method`
     (kd, ld, crosskd, bckd, pkd, ftpd, or a combination such as ftpd+pkd; default: the config's `distill.method`,
-    ftpd unless set). kwargs: resume, overwrite, stop_after, progress."""
+    ftpd unless set). `unlabeled`: a folder of images or a COCO JSON listing them, trained on beside the labeled
+    ones (data.unlabeled). kwargs: resume, overwrite, stop_after, progress."""
     from ftpdet.engine.train import train as _train
     from ftpdet.errors import ConfigError
 
-    cfg = _as_config(config, overrides)
+    cfg = _as_config(config, (overrides or []) + ([f"data.unlabeled={unlabeled}"] if unlabeled is not None else []))
     if teacher is None and cfg.distill.teacher is None and not kwargs.get("resume"):
         raise ConfigError("distill: no teacher; pass --teacher T.pt or set distill.teacher in the config")
     return _train(cfg, teacher=teacher, method=method, **kwargs)

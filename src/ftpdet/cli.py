@@ -89,6 +89,9 @@ def data_synth(
     min_object_size: Annotated[float, typer.Option(help="Smallest object extent in pixels (tiny ones are hard).")] = 6.0,
     kind: Annotated[str, typer.Option(help="shapes (the built-in dataset) | pictograms (pictograms of real things "
                                       "on photographs and terrain, from files inside matplotlib).")] = "shapes",
+    num_unlabeled: Annotated[int, typer.Option(min=0, help="Also write OUT/unlabeled/: images only, from a stream of "
+                                               "their own, for `ftpdet distill --unlabeled` (their labels go to "
+                                               "annotations/instances_unlabeled.json, for the all-labels ceiling).")] = 0,
 ) -> None:
     """Write a built-in dataset in COCO format: the shapes, or the pictograms."""
     from ftpdet.config import SMOKE_DATA
@@ -97,14 +100,16 @@ def data_synth(
     if SMOKE:
         smoke_note("dataset")
         num_train, num_val = min(num_train, SMOKE_DATA["num_train"]), min(num_val, SMOKE_DATA["num_val"])
+        num_unlabeled = min(num_unlabeled, SMOKE_DATA["num_train"])
         image_size = SMOKE_DATA["image_size"]
 
     try:
         synthesize(out, seed=seed, num_train=num_train, num_val=num_val, image_size=image_size, num_classes=classes,
-                   min_object_size=min_object_size, kind=kind)
+                   min_object_size=min_object_size, kind=kind, num_unlabeled=num_unlabeled)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    typer.echo(f"wrote {num_train} train + {num_val} val images to {out} "
+    extra = f" + {num_unlabeled} unlabeled ({out / 'unlabeled'})" if num_unlabeled else ""
+    typer.echo(f"wrote {num_train} train + {num_val} val images{extra} to {out} "
                f"(annotations in {out / 'annotations'})")
 
 
@@ -183,7 +188,10 @@ def distill_cmd(
     teacher: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint (.pt) trained on the same classes "
                                                     "(default: the config's distill.teacher).")] = None,
     method: Annotated[Optional[str], typer.Option(help="kd | ld | crosskd | bckd | pkd | ftpd, or a combination: "
-                                                  "ftpd+pkd (default: the config's distill.method, ftpd).")] = None,
+                                                  "ftpd+pkd (default: the config's distill.method, ftpd); pseudo: "
+                                                  "the teacher's detections as labels on --unlabeled images.")] = None,
+    unlabeled: Annotated[Optional[Path], typer.Option(help="Unlabeled images beside the labeled ones: a folder "
+                                                      "(recursively) or a COCO JSON listing them (data.unlabeled).")] = None,
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in train.out_dir from its last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start over in a run directory that already holds a run.")] = False,
@@ -192,7 +200,8 @@ def distill_cmd(
     from ftpdet.api import distill
 
     smoke_note("training schedule")
-    result = distill(config, teacher=teacher, method=method, overrides=(set_ or []) + smoke_overrides(),
+    overrides = ([f"data.unlabeled={unlabeled}"] if unlabeled is not None else []) + (set_ or [])
+    result = distill(config, teacher=teacher, method=method, overrides=overrides + smoke_overrides(),
                      resume=resume, overwrite=overwrite)
     if is_rank_zero():
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")

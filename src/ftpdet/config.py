@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ValidationError, create_model, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from ftpdet.errors import ConfigError
 from ftpdet.methods import METHODS, check_method
@@ -39,6 +39,10 @@ class DistillBase(Section):
     # the distillation (never copied from the teacher's checkpoint, which says where the teacher was trained).
     teacher_amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     teacher_channels_last: bool | Literal["auto"] = "auto"
+    # On unlabeled images (data.unlabeled) the teacher's detections scoring above this, after inference's NMS, are
+    # the boxes: the `pseudo` control's hard labels, and what stands in for ground truth where a method needs
+    # positives, regions or a normaliser (docs/distillation.md, "Unlabeled images"). Fixed once, never per dataset.
+    unlabeled_score_thr: float = Field(0.5, gt=0, lt=1)
 
     @field_validator("method")
     @classmethod

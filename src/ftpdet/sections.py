@@ -103,6 +103,14 @@ class DataConfig(Section):
     num_workers: int | None = Field(None, ge=0)
     hflip: float = Field(0.5, ge=0, le=1)
     photometric: bool = True
+    # Unlabeled images, a second stream for distillation (`ftpdet distill --unlabeled`): a folder of images (searched
+    # recursively), or a COCO JSON whose images are taken and annotations ignored, found under unlabeled_images
+    # (default: the JSON's folder). Each step adds round(unlabeled_ratio * labeled images) of them to the batch;
+    # the task loss sees only the labeled ones, the teacher's responses all (docs/unlabeled.md). An epoch stays one
+    # pass over the labeled images; the unlabeled stream runs on through reshuffled passes of its own.
+    unlabeled: str | None = None
+    unlabeled_images: str | None = None
+    unlabeled_ratio: float = Field(1.0, gt=0, le=16)
 
     @model_validator(mode="after")
     def _check_resize(self) -> DataConfig:

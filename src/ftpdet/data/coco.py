@@ -289,3 +289,12 @@ def collate(batch: list[tuple[torch.Tensor, dict]], fill: int = 114) -> tuple[to
     if any(im.shape[-2:] != (h, w) for im in images):
         images = [torch.nn.functional.pad(im, (0, w - im.shape[-1], 0, h - im.shape[-2]), value=fill) for im in images]
     return torch.stack(images), [b[1] for b in batch]
+
+
+def join_batches(*batches: tuple[torch.Tensor, list[dict]], fill: int = 114) -> tuple[torch.Tensor, list[dict]]:
+    """Collated batches as one, in order: a step's labeled images, then its unlabeled ones. Batches of several sizes
+    (keep-ratio images) are padded on the right and bottom to the largest, as `collate` pads images."""
+    h, w = max(b[0].shape[-2] for b in batches), max(b[0].shape[-1] for b in batches)
+    images = [torch.nn.functional.pad(b[0], (0, w - b[0].shape[-1], 0, h - b[0].shape[-2]), value=fill)
+              for b in batches]
+    return torch.cat(images), [t for b in batches for t in b[1]]

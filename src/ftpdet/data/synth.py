@@ -238,18 +238,24 @@ def synthesize(
     num_classes: int = len(SHAPES),
     min_object_size: float = 6.0,
     kind: str = "shapes",
+    num_unlabeled: int = 0,
 ) -> Path:
-    """Write out/{train,val}/*.png and out/annotations/instances_{train,val}.json of the built-in dataset `kind`."""
+    """Write out/{train,val}/*.png and out/annotations/instances_{train,val}.json of the built-in dataset `kind`.
+    With `num_unlabeled`, also out/unlabeled/*.png, images drawn from a stream of their own (data.unlabeled), and
+    their labels in out/annotations/instances_unlabeled.json: read by no run but the all-labels ceiling."""
     _kind(kind)
     if not 1 <= num_classes <= len(SHAPES):
         raise ValueError(f"--classes must be in 1..{len(SHAPES)}, got {num_classes}")
     if image_size < 32:
         raise ValueError(f"--image-size must be at least 32, got {image_size}")
+    if num_unlabeled < 0:
+        raise ValueError(f"--num-unlabeled must be at least 0, got {num_unlabeled}")
     if not 2 <= min_object_size <= 0.5 * image_size:
         raise ValueError(f"--min-object-size must be in [2, image_size / 2], got {min_object_size}")
     out = ensure_writable(out)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    for split, split_id, n in (("train", 0, num_train), ("val", 1, num_val)):
+    splits = [("train", 0, num_train), ("val", 1, num_val)] + ([("unlabeled", 2, num_unlabeled)] if num_unlabeled else [])
+    for split, split_id, n in splits:
         coco = write_split(out, split, split_id, n, seed, image_size, num_classes, min_object_size, kind)
         coco["info"] = {"description": f"ftpdet built-in {kind}", "seed": seed, "image_size": image_size,
                         "min_object_size": min_object_size}

@@ -26,7 +26,8 @@ from ftpdet.methods.base import StepContext
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, freeze
 from ftpdet.models.precision import Precision
-from ftpdet.sections import LossConfig, TrainConfig
+from ftpdet.models.pseudo_labels import teacher_boxes
+from ftpdet.sections import EvalConfig, LossConfig, TrainConfig
 
 
 def weight_table(loss: LossConfig, distill=None, method: str | None = None) -> dict[str, float]:
@@ -59,8 +60,13 @@ class Trainee(nn.Module):
     def __init__(self, student: GFLDetector, criterion: GFLLoss, teacher: GFLDetector | None = None,
                  methods: nn.ModuleDict | None = None, precision: Precision = Precision(),
                  teacher_precision: Precision = Precision(),
-                 teacher_forward: Callable[[torch.Tensor], dict[str, list]] | None = None) -> None:
+                 teacher_forward: Callable[[torch.Tensor], dict[str, list]] | None = None,
+                 unlabeled_score_thr: float = 0.5, eval_cfg: EvalConfig = EvalConfig()) -> None:
         super().__init__()
+        # Unlabeled images (a target with `labeled` False) get the teacher's detections above this score as boxes
+        # (models/pseudo_labels.py), with inference's NMS settings `eval_cfg`.
+        self.unlabeled_score_thr, self.eval_cfg = unlabeled_score_thr, eval_cfg
+        self.stats: dict[str, float] = {}  # the last step's numbers that are not losses (logged beside them)
         self.student = precision.prepare(student)
         self.methods = methods if methods is not None else nn.ModuleDict()
         self.criterion = criterion
@@ -69,6 +75,16 @@ class Trainee(nn.Module):
             teacher = teacher_precision.prepare(freeze(teacher))
         object.__setattr__(self, "teacher", teacher)
         self.teacher_forward = teacher_forward  # another runtime for the teacher's forward (engine/onnx_teacher.py)
+
+    def with_teacher_boxes(self, targets: list[dict], t_out: dict[str, list], unlabeled: list[int],
+                           image_hw: tuple[int, int]) -> list[dict]:
+        """`targets` with the teacher's detections as the boxes and labels of the unlabeled images."""
+        found = teacher_boxes(self.teacher, t_out, unlabeled, image_hw, self.unlabeled_score_thr, self.eval_cfg)
+        targets = list(targets)
+        for i, det in zip(unlabeled, found):
+            targets[i] = {**targets[i], "boxes": det["boxes"], "labels": det["labels"]}
+        self.stats = {"teacher_boxes_per_unlabeled": sum(len(d["boxes"]) for d in found) / len(unlabeled)}
+        return targets
 
     def train(self, mode: bool = True) -> Trainee:
         super().train(mode)
@@ -85,6 +101,10 @@ class Trainee(nn.Module):
                 else:
                     with self.teacher_precision.autocast(device):
                         t_out = self.teacher(self.teacher_precision.input(images))
+            unlabeled = [i for i, t in enumerate(targets) if not t.get("labeled", True)]
+            if unlabeled:
+                with record_function("teacher boxes on unlabeled images"):
+                    targets = self.with_teacher_boxes(targets, t_out, unlabeled, tuple(images.shape[-2:]))
         amp = self.precision.autocast(device)
         with record_function("student forward"), amp:
             s_out = self.student(self.precision.input(images))

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 import ftpdet.distributed as dist
 from ftpdet.checkpoint import checkpoint_config, load_checkpoint, load_teacher, save_checkpoint
 from ftpdet.config import Config
-from ftpdet.data.coco import Categories, CocoDetection, collate
+from ftpdet.data.coco import Categories, CocoDetection, collate, join_batches
 from ftpdet.data.transforms import Resize
+from ftpdet.data.unlabeled import UnlabeledImages, UnlabeledStream, copies_warning, load_unlabeled
 from ftpdet.engine.evaluate import evaluate, summarize
 from ftpdet.engine.loggers import RunLog
 from ftpdet.engine.onnx_teacher import teacher_runtime
@@ -39,7 +40,7 @@ from ftpdet.engine.run_precision import RunPrecision, resolve_precisions
 from ftpdet.engine.step import NonFiniteLoss, Trainee, TrainStep, build_optimizer, weight_average, weight_table
 from ftpdet.errors import ConfigError, Interrupted, TrainingError
 from ftpdet.files import ensure_writable
-from ftpdet.methods import build_methods
+from ftpdet.methods import NEEDS_UNLABELED, build_methods, parse_method
 from ftpdet.models.criterion import GFLLoss
 from ftpdet.models.detector import GFLDetector, build_detector
 from ftpdet.models.precision import Precision
@@ -128,6 +129,38 @@ class EpochSampler(Sampler):
         return len(self.base) - self.skip
 
 
+@dataclass
+class Unlabeled:
+    """The unlabeled stream of a run: its images, this rank's batch sampler and its loader."""
+
+    dataset: UnlabeledImages
+    stream: UnlabeledStream
+    loader: DataLoader
+    warnings: list[str]
+
+    def batches(self, position: int) -> Iterator[tuple[torch.Tensor, list[dict]]]:
+        """This rank's batches from global stream position `position` on, one per step, endless."""
+        self.stream.start = position
+        return iter(self.loader)
+
+
+def build_unlabeled(cfg: Config, train_ds: CocoDetection, batch_size: int, rank: int, world: int,
+                    device: torch.device) -> Unlabeled:
+    """data.unlabeled's images (labeled copies left out and reported), and `round(unlabeled_ratio * batch_size)`
+    of them per rank and step."""
+    d = cfg.data
+    records, copies = load_unlabeled(d.unlabeled, d.unlabeled_images, [r.path for r in train_ds.records])
+    dataset = UnlabeledImages(records, Resize.of(d), cfg.train.seed, d.cache_images, d.hflip, d.photometric)
+    per_rank = max(1, round(d.unlabeled_ratio * batch_size))
+    stream = UnlabeledStream(len(records), per_rank, cfg.train.seed, rank=rank, world=world)
+    workers = loader_workers(d.num_workers, device)
+    # Its own generator: starting this loader draws no number from the global one, which the labeled stream's
+    # augmentation (and its exact resume) reads.
+    loader = DataLoader(dataset, batch_sampler=stream, collate_fn=collate, num_workers=workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator())
+    return Unlabeled(dataset, stream, loader, [copies_warning(d.unlabeled, copies)] if copies else [])
+
+
 def signal_name(signum: int | None) -> str:
     return signal.Signals(signum).name if signum else "a signal to another process"
 
@@ -154,12 +187,14 @@ class Run:
     teacher: str | Path | None
     ema: torch.nn.Module | None  # the weight average (train.ema), evaluated and saved for inference when set
     precision: RunPrecision  # how student and teacher run on this machine (resolved at setup)
+    unlabeled: Unlabeled | None = None  # the unlabeled stream (data.unlabeled), when set
     # progress, restored on resume
     epoch: int = 0  # completed epochs
     global_step: int = 0
     best_ap: float = -1.0
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    unlabeled_position: int = 0  # unlabeled images consumed by all ranks: where the stream resumes
 
     @property
     def main(self) -> bool:  # only rank 0 writes files, evaluates and draws progress bars
@@ -226,6 +261,15 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
             teacher_forward = teacher_runtime(cfg.distill.teacher_runtime, teacher_model, cfg.data.image_size,
                                               Path(tc.out_dir) / f"teacher.rank{rank}.onnx", device)
     batch_size = dist.per_rank_batch(tc.batch_size, world)
+    unlabeled = None
+    if cfg.data.unlabeled is not None:
+        if teacher is None:
+            raise ConfigError(f"data.unlabeled={cfg.data.unlabeled}: unlabeled images train through a teacher's "
+                              "responses; distil (ftpdet distill --teacher T.pt --unlabeled DIR)")
+        unlabeled = build_unlabeled(cfg, train_ds, batch_size, rank, world, device)
+    elif teacher is not None and (controls := [m for m in parse_method(method) if m in NEEDS_UNLABELED]):
+        raise ConfigError(f"distill.method {method!r}: {controls[0]} trains on unlabeled images only; "
+                          "give them with --unlabeled DIR (data.unlabeled)")
     # Each model's precision and memory format, resolved on this machine (the teacher's too, whatever its
     # checkpoint was trained at); rank 0 times the candidates, every rank runs its answer.
     prec = dist.broadcast(resolve_precisions(cfg, model, train_ds.num_classes, teacher_model, teacher_cfg, device,
@@ -234,7 +278,8 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     tc = cfg.train
     # Adapters (if any) train with the student; each model runs at its own precision and memory format.
     trainee = Trainee(model, criterion, teacher_model, methods, prec.student.precision,
-                      prec.teacher.precision if prec.teacher else Precision(), teacher_forward)
+                      prec.teacher.precision if prec.teacher else Precision(), teacher_forward,
+                      cfg.distill.unlabeled_score_thr, cfg.eval)
     optimizer = build_optimizer(trainee, tc)
     if world > 1:
         torch.manual_seed(tc.seed + rank)  # per-rank augmentation; DDP broadcasts rank 0's initial weights
@@ -257,7 +302,7 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     ema = weight_average(model, tc.ema, tc.warmup_steps) if tc.ema is not None else None
     step = TrainStep(trainee, optimizer, weights, tc.grad_clip, scheduler, forward, ema, scaler)
     run = Run(cfg, Path(tc.out_dir), rank, world, device, train_ds, val_ds, model, trainee, step, sampler, loader,
-              batch_size, steps_per_epoch, method if teacher is not None else None, teacher, ema, prec)
+              batch_size, steps_per_epoch, method if teacher is not None else None, teacher, ema, prec, unlabeled)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         if ema is not None:
@@ -277,6 +322,7 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
             torch.manual_seed(tc.seed + 7919 * ckpt["step"] + rank)
         run.epoch, run.global_step, run.best_ap = ckpt["epoch"], ckpt["step"], ckpt["best_ap"]
         run.history = list(ckpt.get("history", []))
+        run.unlabeled_position = int(ckpt.get("unlabeled_position", 0))
         run.train_seconds = float(ckpt.get("train_seconds", 0.0))
     return run
 
@@ -305,6 +351,7 @@ def save_last(run: Run, epoch: int, improved: bool) -> None:
         "method": run.method,
         "teacher": str(run.teacher) if distilled else None,
         "precision": run.precision.record(),
+        "unlabeled_position": run.unlabeled_position,
     }
     if distilled and len(run.trainee.methods.state_dict()):
         state["distill_state"] = run.trainee.methods.state_dict()  # training-only adapters, for --resume
@@ -336,8 +383,11 @@ def train_epoch(run: Run, epoch: int, log: RunLog | None, stop: dist.StopRequest
         torch.set_rng_state(rng)
     bar = progress_bar(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="it", enabled=progress, initial=skip,
                        total=run.steps_per_epoch)
+    unlabeled = run.unlabeled.batches(run.unlabeled_position) if run.unlabeled is not None else None
     completed = True
     for images, targets in bar:
+        if unlabeled is not None:  # the labeled images first, then this step's unlabeled ones
+            images, targets = join_batches((images, targets), next(unlabeled))
         try:
             out = run.step(images.to(run.device, non_blocking=True), targets)
         except NonFiniteLoss as e:
@@ -345,6 +395,10 @@ def train_epoch(run: Run, epoch: int, log: RunLog | None, stop: dist.StopRequest
             raise TrainingError(f"non-finite loss at step {run.global_step} (epoch {epoch + 1}): {e}; stopped, {keep}. "
                                 "Try a lower train.lr or train.grad_clip") from None
         run.global_step += 1
+        if unlabeled is not None:
+            run.unlabeled_position += run.unlabeled.stream.per_step
+            for k, v in run.trainee.stats.items():
+                running[k] = running.get(k, 0.0) + v
         for k, v in out.weighted.items():
             running[k] = running.get(k, 0.0) + v.item()
         running["loss"] = running.get("loss", 0.0) + out.loss.item()
@@ -355,8 +409,9 @@ def train_epoch(run: Run, epoch: int, log: RunLog | None, stop: dist.StopRequest
             record = dist.mean_over_ranks({k: v / count for k, v in running.items()})
             if log is not None:
                 bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in record.items() if not k.endswith("_raw")})
+                seen = {"unlabeled_seen": run.unlabeled_position} if unlabeled is not None else {}
                 log.train({"step": run.global_step, "epoch": epoch + 1, "lr": run.step.scheduler.get_last_lr()[0],
-                           **record})
+                           **seen, **record})
             running, count = {}, 0
         if dist.any_rank(stop.requested):
             completed = False
@@ -409,8 +464,14 @@ def train(
         procs = f" x {run.world} processes" if run.world > 1 else ""
         print(f"ftpdet {what}: {len(run.train_ds)} train / {len(run.val_ds)} val images, {run.train_ds.num_classes} "
               f"classes, {run.steps_per_epoch} steps/epoch x {tc.epochs} epochs on {run.device}{procs} -> {out}")
+        if run.unlabeled is not None:
+            n, per_step = len(run.unlabeled.dataset), run.unlabeled.stream.per_step
+            passes = per_step * run.steps_per_epoch * tc.epochs / n
+            print(f"unlabeled: {n} images from {cfg.data.unlabeled}, {per_step} per step beside {tc.batch_size} labeled "
+                  f"({passes:.1f} passes over them in {tc.epochs} epochs); teacher boxes above "
+                  f"{cfg.distill.unlabeled_score_thr} stand in for labels where a method needs them")
         print(run.precision.line)
-        for message in run.precision.warnings:
+        for message in run.precision.warnings + (run.unlabeled.warnings if run.unlabeled is not None else []):
             print(f"warning: {message}", file=sys.stderr)
 
     end_epoch = tc.epochs if stop_after is None else min(tc.epochs, run.epoch + stop_after)

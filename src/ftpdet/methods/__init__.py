@@ -18,8 +18,12 @@ from ftpdet.methods.ftpd import FTPD
 from ftpdet.methods.kd import KD
 from ftpdet.methods.ld import LD
 from ftpdet.methods.pkd import PKD
+from ftpdet.methods.pseudo import Pseudo
 
-METHODS: dict[str, type[Method]] = {"kd": KD, "ld": LD, "crosskd": CrossKD, "bckd": BCKD, "pkd": PKD, "ftpd": FTPD}
+METHODS: dict[str, type[Method]] = {"kd": KD, "ld": LD, "crosskd": CrossKD, "bckd": BCKD, "pkd": PKD, "ftpd": FTPD,
+                                    "pseudo": Pseudo}
+# Controls, not distillation methods: they need unlabeled images (data.unlabeled) to do anything.
+NEEDS_UNLABELED = ("pseudo",)
 
 
 def check_method(spec: str) -> list[str]:

@@ -5,6 +5,9 @@ locations, normalised by the number of positives; weight 1. Boxes: GIoU between 
 teacher's decoded boxes at all locations, weighted by max_c |sigmoid(z_t,c) - sigmoid(z_s,c)| (where the two
 disagree on classes, boxes matter most), normalised by the number of positives as the BCKD repository does
 (`loss_score_kd`, avg_factor = num_total_samples), not by the sum of those weights; weight 4.
+On unlabeled images (data.unlabeled): both terms run at every location; their normaliser, the number of positives,
+counts there the positives ATSS gives the teacher's detections above `distill.unlabeled_score_thr` (our extension,
+docs/distillation.md).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ ReLU and the frozen teacher head's remaining layers and predictors. The cross-he
 teacher: classes by binary KD modulated by |p_cross - p_t| (weight 1, normalised by positives); edges by
 KL at T = 1 summed over bins (weight 3) and GIoU of decoded boxes (weight 2), both weighted per location
 by the teacher's max score. The student's own head sees only ground truth. A 1x1 adapter bridges widths.
+On unlabeled images (data.unlabeled): every term runs at every location; the class term's normaliser, the number of
+positives, counts there the positives ATSS gives the teacher's detections above `distill.unlabeled_score_thr` (our
+extension, docs/distillation.md).
 """
 
 from __future__ import annotations

@@ -18,6 +18,12 @@ in DESIGN.md section 4. Three switchable parts, so the ablation is a config chan
   binary KD (no modulation). Mode `dense` returns two terms (binary, relation; the relation term only when
   `rel_weight` > 0).
 No field holds a temperature: nothing here is hand-set per dataset.
+
+On unlabeled images (data.unlabeled; our extension, docs/distillation.md): PD's class and edge terms run at every
+location of every image, as they need no label. What reads the ground truth reads the teacher's detections above
+`distill.unlabeled_score_thr` there, assigned by ATSS: the positives count that normalises the class and `pd.box`
+terms, and `pd.assign`'s boxes (the teacher-label term becomes GFL's terms on the teacher's own detections, placed by
+its task-aligned assignment). DLT's quality is the teacher's score at every location of an unlabeled image.
 """
 
 from __future__ import annotations
@@ -102,9 +108,10 @@ class FTPDConfig(Section):
 @torch.no_grad()
 def teacher_quality(ctx: StepContext) -> torch.Tensor:
     """(B, N) in [0, 1]: IoU of the teacher's decoded box with the matched ground truth at positives,
-    the teacher's class-IoU score (max sigmoid) elsewhere."""
+    the teacher's class-IoU score (max sigmoid) elsewhere. On an unlabeled image the score is used everywhere: its
+    positives' boxes are the teacher's own, and an IoU with them would call every teacher box perfect."""
     quality = ctx.t_conf.clone()
-    pos = ctx.targets.pos
+    pos = ctx.targets.pos & ctx.targets.labeled[:, None]
     if pos.any():
         t_box = decode_boxes(ctx.t_edges, ctx.priors)
         quality[pos] = aligned_iou(t_box[pos], ctx.targets.boxes[pos])

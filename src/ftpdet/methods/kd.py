@@ -2,6 +2,7 @@
 
 Binary KD between sigmoid(z_s / T) and sigmoid(z_t / T) at every location, weighted by the teacher's
 max score so the background majority does not drown the signal, normalised by the weight sum.
+On unlabeled images (data.unlabeled): the same, at every location; it reads no label.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ The repository sums the box terms over each GPU's 2 images (`samples_per_gpu=2`)
 loss is a per-image sum times 2. Here, with B images on a process, the same sums are divided by B / 2 (under DDP
 each rank divides by its own B / 2, and DDP's average gives the same scale). These normalisers are local: no
 collective, as in the repository.
+On unlabeled images (data.unlabeled; our extension, docs/distillation.md): the regions are drawn from the teacher's
+detections above `distill.unlabeled_score_thr`, assigned by ATSS as labels are (the main region and the class KD at
+their positives, the VLR around them), and B counts every image of the step.
 """
 
 from __future__ import annotations

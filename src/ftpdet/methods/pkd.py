@@ -5,6 +5,7 @@ MSE / 2 between them, per level, summed over levels (weight 6 per level). Being 
 channel's scale and offset, it needs no tuning when teacher and student magnitudes differ. A 1x1 adapter
 (trained, dropped at inference) maps student to teacher width when they differ. Combinable with any
 response method (`ftpd+pkd`).
+On unlabeled images (data.unlabeled): the same, their features z-scored with the labeled ones'; it reads no label.
 """
 
 from __future__ import annotations

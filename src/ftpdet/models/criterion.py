@@ -28,6 +28,17 @@ class Targets:
     pos: torch.Tensor  # (B, N) bool
     assign: list[AssignResult]  # per image, for region definitions that need IoUs or thresholds
     gt_boxes: list[torch.Tensor]  # per image (G, 4)
+    # (B,) bool: images whose boxes are labels. On the others (unlabeled images) the boxes are the teacher's
+    # detections (models/pseudo_labels.py): the task loss skips them, methods use them where they need positives.
+    labeled: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.labeled is None:
+            self.labeled = torch.ones(self.pos.shape[0], dtype=torch.bool, device=self.pos.device)
+
+    @property
+    def all_labeled(self) -> bool:
+        return bool(self.labeled.all())
 
 
 @torch.no_grad()
@@ -51,12 +62,14 @@ def build_targets(priors: Priors, targets: list[dict], num_classes: int, topk: i
         safe = idx.clamp(min=0)
         labels = torch.where(pos, gt_labels.gather(1, safe), labels)
         boxes = torch.where(pos[..., None], gt_boxes.gather(1, safe[..., None].expand(b, n, 4)), boxes)
-    return Targets(labels, boxes, pos, [res.image(i) for i in range(b)], [t["boxes"] for t in targets])
+    labeled = torch.tensor([bool(t.get("labeled", True)) for t in targets], device=device)
+    return Targets(labels, boxes, pos, [res.image(i) for i in range(b)], [t["boxes"] for t in targets], labeled)
 
 
 class GFLLoss:
     """ATSS targets, then GFL's three terms, raw: {loss_qfl, loss_dfl, loss_giou}; their weights (`loss.*`) are
-    applied with every other term's by the step (ftpdet.engine.step.weight_table)."""
+    applied with every other term's by the step (ftpdet.engine.step.weight_table). The terms are the labeled images'
+    only: an unlabeled image's boxes (the teacher's) are assigned, for the methods, but never trained on here."""
 
     def __init__(self, cfg: LossConfig, num_classes: int, reg_max: int, topk: int, fallback: bool = True) -> None:
         self.cfg, self.num_classes, self.reg_max, self.topk, self.fallback = cfg, num_classes, reg_max, topk, fallback
@@ -67,8 +80,16 @@ class GFLLoss:
         tg = build_targets(priors, targets, self.num_classes, self.topk, self.fallback)
         cls = flatten_levels(outputs["cls_logits"]).float()  # (B, N, C)
         edges = flatten_levels(outputs["edge_logits"]).float()  # (B, N, 4 * (reg_max + 1))
+        if tg.all_labeled:
+            return self.terms(cls, edges, priors, tg.pos, tg.boxes, tg.labels), tg
+        m = tg.labeled  # the labeled images only (the batch's first; a step always has some)
+        return self.terms(cls[m], edges[m], priors, tg.pos[m], tg.boxes[m], tg.labels[m]), tg
+
+    def terms(self, cls: torch.Tensor, edges: torch.Tensor, priors: Priors, pos: torch.Tensor, boxes: torch.Tensor,
+              labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """QFL, DFL and GIoU of cls (B, N, C) and edges (B, N, 4 * (reg_max + 1)) logits for the positives pos (B, N),
+        their assigned boxes (B, N, 4) and labels (B, N)."""
         b, n, c = cls.shape
-        pos = tg.pos
         num_pos = normaliser(pos.sum().float())
 
         # No branch on "any positives?": with none, every (P, ...) tensor below is empty, each loss is an exact
@@ -77,9 +98,9 @@ class GFLLoss:
         pts = priors.points[None].expand(b, n, 2)[pos]  # (P, 2)
         strides = priors.strides[None].expand(b, n)[pos][:, None]  # (P, 1)
         pred_box = distance2bbox(pts, integral(edges[pos]) * strides)  # (P, 4) pixels
-        gt_box = tg.boxes[pos]
+        gt_box = boxes[pos]
         score = torch.zeros_like(cls)
-        score[pos, tg.labels[pos]] = aligned_iou(pred_box.detach(), gt_box)
+        score[pos, labels[pos]] = aligned_iou(pred_box.detach(), gt_box)
         weight = cls[pos].detach().sigmoid().amax(1)  # (P,)
         weight_sum = normaliser(weight.sum())  # as GFL: at most a plain sum early on
         loss_giou = (giou_loss(pred_box, gt_box) * weight).sum() / weight_sum
@@ -87,5 +108,5 @@ class GFLLoss:
         dfl = distribution_focal_loss(edges[pos].reshape(-1, self.reg_max + 1), target_dist.reshape(-1))
         loss_dfl = (dfl.reshape(-1, 4).mean(1) * weight).sum() / weight_sum
         loss_qfl = quality_focal_loss(cls, score, self.cfg.qfl_beta).sum() / num_pos
-        return {"loss_qfl": loss_qfl, "loss_dfl": loss_dfl, "loss_giou": loss_giou}, tg
+        return {"loss_qfl": loss_qfl, "loss_dfl": loss_dfl, "loss_giou": loss_giou}
 
