@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
-from ftpdet.bench.presets import BASELINES, MAIN_METHODS, PRESETS
+from ftpdet.bench.presets import BASELINES, CEILING_LABEL, MAIN_METHODS, PRESETS, UNLABELED_METHODS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, time_table,
                                  unmatched_ftpd, unmatched_note)
@@ -62,6 +62,49 @@ def test_lab_plan_is_the_budgeted_one():
     teacher = load_config(lab.teacher, [])
     assert (student.model.backbone, student.model.width_mult) == ("mobilenet_v3_small", 1.0)
     assert teacher.model.backbone == "mobilenet_v3_large"
+
+
+def test_the_unlabeled_part_is_planned_only_when_asked():
+    """Rows: the plain student (the main table's run), the all-labels ceiling, pseudo and every method on 5 paired
+    seeds; pseudo and FTPD at twice the schedule (5 seeds) and on a quarter of the unlabeled images (3)."""
+    lab = PRESETS["lab"]
+    assert not [s for s in plan_runs(lab, 1, 2) if s.data != "labeled"]  # a default sitting leaves it out
+    specs = plan_runs(lab, 1, 2, only=("unlabeled",))
+    rows = [s for s in specs if s.table == "unlabeled"]
+    assert [s.label for s in rows if s.seed == 0] == ["student", CEILING_LABEL, *UNLABELED_METHODS]
+    assert {s.seed for s in rows} == set(range(5))
+    assert {(s.label, s.data) for s in rows if s.seed == 0} >= {("student", "labeled"), (CEILING_LABEL, "all_labels"),
+                                                               ("ftpd", "unlabeled")}
+    patience = [s for s in specs if s.table == "unlabeled_patience"]
+    assert {s.method for s in patience} == {"pseudo", "ftpd"} and {s.seed for s in patience} == set(range(5))
+    assert all(f"train.epochs={2 * lab.student_epochs}" in s.overrides for s in patience)
+    size = [s for s in specs if s.table == "unlabeled_size"]
+    assert {s.data for s in size} == {"unlabeled_quarter"} and {s.seed for s in size} == {0, 1, 2}
+
+
+def test_the_unlabeled_part_runs_every_row_and_reuses_the_labels_only_student(smoke, tmp_path):
+    out, _ = smoke
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    res = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy), "--only", "unlabeled"])
+    assert res.exit_code == 0, res.output
+    assert "built-in unlabeled images (shapes): 24" in res.output
+    results = json.loads((copy / "results.json").read_text())
+    r = Results(results)
+    assert [row["label"] for row in r.rows("unlabeled")] == ["student", CEILING_LABEL, *UNLABELED_METHODS]
+    assert r.row("unlabeled", "student")["keys"] == r.row("main", "student")["keys"]  # the same run, not retrained
+    assert r.row("unlabeled", "ftpd")["keys"] != r.row("main", "ftpd")["keys"]
+    size = r.row("unlabeled_size", "ftpd, a quarter of the unlabeled images")["keys"]
+    assert size and size != r.row("unlabeled", "ftpd")["keys"]
+    records = {rec["key"]: rec for rec in results["records"]}
+    ceiling = records[r.row("unlabeled", CEILING_LABEL)["keys"][0]]
+    assert ceiling["data"] == "all_labels" and ceiling["status"] == "done"
+    pseudo = records[r.row("unlabeled", "pseudo")["keys"][0]]
+    assert "distill_pseudo_qfl" in pseudo["terms"]
+    assert results["data"]["num_unlabeled"] == 24
+    assert len(json.loads((copy / "data" / "unlabeled_quarter.json").read_text())["images"]) == 6
+    again = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy), "--only", "unlabeled"])
+    assert again.exit_code == 0 and "ftpdet train:" not in again.output and "ftpdet distill" not in again.output
 
 
 def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
@@ -180,7 +223,7 @@ def test_parts_run_in_separate_sittings_and_committed_records_are_reused(smoke, 
         assert main.values(main.row("main", row["label"])) == Results(before).values(row), row["label"]
     assert json.loads((fresh / "results.json").read_text())["teachers"]["main"]["AP"] == before["teachers"]["main"]["AP"]
     bad = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(fresh), "--only", "everything"])
-    assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau, plateau" in bad.output
+    assert bad.exit_code == 2 and "--only everything: choose from main, hetero, ablation, tau, plateau, unlabeled" in bad.output
 
 
 def test_a_benchmark_keeps_its_precision_decisions(smoke, tmp_path, monkeypatch):
@@ -629,13 +672,22 @@ def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path
     monkeypatch.setattr(TrainStep, "__call__", lambda self, *a: steps.append(self) or original(self, *a))
     teacher, student = trained_pair(smoke[0])  # the smoke benchmark's trained teacher and seed-0 student
     assert teacher.is_file() and student.is_file()
-    path = run_speed(PRESETS["smoke"], tmp_path, iters=1, rounds=1, teacher=teacher, student=student)
+    path = run_speed(PRESETS["smoke"], tmp_path, iters=1, rounds=1, teacher=teacher, student=student,
+                     unlabeled_methods=("pseudo", "ftpd"))
     speed = json.loads(path.read_text())
-    assert len(steps) == 2 * (len(speed["ms"]) - 1)  # warm-up + 1 timed call per step kind; the teacher forward is no step
+    # warm-up + 1 timed call per step kind; the two teacher forwards (labeled, + unlabeled) are no steps
+    assert len(steps) == 2 * (len(speed["ms"]) - 2)
     assert speed["trained_weights"] is True
     floor = speed["ms"]["student step"] + speed["ms"]["teacher forward"]
     for name in MAIN_METHODS:
         assert speed["ratios"][name] == pytest.approx(speed["ms"][name] / floor, rel=1e-2)
+    # steps with as many unlabeled images as labeled ones, against their own floor (student step + teacher forward
+    # on the whole batch)
+    mixed = speed["ms"]["student step (+ unlabeled)"] + speed["ms"]["teacher forward (+ unlabeled)"]
+    for name in ("pseudo", "ftpd"):
+        assert speed["ratios"][f"{name} (+ unlabeled)"] == pytest.approx(speed["ms"][f"{name} (+ unlabeled)"] / mixed,
+                                                                         rel=1e-2)
+    assert speed["unlabeled_per_step"] == speed["batch_size"]
     # the default position is the `ftpd` row; every other position the pair allows is timed as a variant
     assert {"ftpd, PD at tower layer 0", "ftpd, PD at tower layer 1"} <= set(speed["ratios"])
     assert "ftpd, PD at the student's outputs" not in speed["ratios"]

@@ -336,7 +336,9 @@ def bench_accuracy(
     student_config: Annotated[Optional[str], typer.Option(help="Student config (YAML path or builtin name).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md (results JSON and plots beside it; the JSON is updated after every run).")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Run only these parts: main | hetero | ablation | tau | plateau "
-                                                      "(repeatable); the other tables of --out are kept.")] = None,
+                                                      "| unlabeled (repeatable; without --only, all but unlabeled, "
+                                                      "which is a regime of its own: docs/unlabeled.md); the other "
+                                                      "tables of --out are kept.")] = None,
     reuse: Annotated[Optional[list[Path]], typer.Option(help="A results JSON (e.g. a committed docs/benchmarks/"
                                                         "accuracy.json) whose finished runs are reused by key "
                                                         "(repeatable; --report's own JSON is always read).")] = None,
@@ -507,6 +509,8 @@ def bench_speed(
     from_bench: Annotated[Optional[Path], typer.Option(help="Take --teacher and --student from an accuracy benchmark's "
                                                        "directory (its main teacher, its seed-0 plain student).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also publish here, e.g. docs/benchmarks.md.")] = None,
+    unlabeled: Annotated[bool, typer.Option(help="Also time steps with as many unlabeled images as labeled ones, for "
+                                            "pseudo and the methods of the unlabeled part, against their own floor.")] = False,
 ) -> None:
     """Per-iteration time of each method's distillation step over the floor (student step + teacher forward),
     measured in one process, and inference images/s of teacher and student (PyTorch and ONNX Runtime)."""
@@ -522,8 +526,10 @@ def bench_speed(
     if SMOKE:
         smoke_note("speed benchmark")
         preset, iters, rounds = "smoke", 1, 1
+    from ftpdet.bench.presets import UNLABELED_METHODS
+
     path = run_speed(PRESETS[preset], out, iters=iters, rounds=rounds, teacher=teacher, student=student,
-                     command="ftpdet " + " ".join(sys.argv[1:]))
+                     command="ftpdet " + " ".join(sys.argv[1:]), unlabeled_methods=UNLABELED_METHODS if unlabeled else ())
     typer.echo(f"results: {path}")
     if report is not None:
         typer.echo(f"published: {publish(path, report, 'speed.json')}")

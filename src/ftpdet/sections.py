@@ -111,6 +111,9 @@ class DataConfig(Section):
     unlabeled: str | None = None
     unlabeled_images: str | None = None
     unlabeled_ratio: float = Field(1.0, gt=0, le=16)
+    # The unlabeled images' own labels (a COCO JSON, file names relative to their folder): they then train as labeled
+    # images, in the same stream. For the benchmark's all-labels ceiling only (the built-in generator knows them).
+    unlabeled_labels: str | None = None
 
     @model_validator(mode="after")
     def _check_resize(self) -> DataConfig:

@@ -31,8 +31,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ftpdet.bench.presets import (ABLATION, CTF_MODES, DLT_MODES, HETERO_METHODS, LD_TAUS, MAIN_METHODS, PARTS,
-                                  PD_PARTS, PLATEAU_LABEL, PRETRAIN_SEED, Preset)
+from ftpdet.bench.presets import (ABLATION, CEILING_LABEL, CTF_MODES, DEFAULT_PARTS, DLT_MODES, HETERO_METHODS, LD_TAUS,
+                                  MAIN_METHODS, PARTS, PATIENCE_METHODS, PD_PARTS, PLATEAU_LABEL, PRETRAIN_SEED,
+                                  UNLABELED_METHODS, Preset)
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
 from ftpdet.data.synth import KINDS
@@ -54,11 +55,15 @@ class RunSpec:
     seed: int
     teacher: str | None = None  # teacher role: main | hetero
     overrides: tuple[str, ...] = ()
+    # What it trains on besides the labeled set: "labeled" (nothing), "unlabeled" (the preset's unlabeled images),
+    # "unlabeled_quarter" (the first quarter of them), "all_labels" (all of them, with their own labels: the ceiling)
+    data: str = "labeled"
 
 
 def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tuple[str, ...] = ()) -> list[RunSpec]:
-    """Every cell of every table (of the `only` parts, when given), seed 0 of all tables first, so an interrupted
-    benchmark already has one complete picture. Identical runs (same key) in several tables are trained once."""
+    """Every cell of every table of the `only` parts (default: DEFAULT_PARTS), seed 0 of all tables first, so an
+    interrupted benchmark already has one complete picture. Identical runs (same key) in several tables are trained
+    once."""
     specs: list[RunSpec] = []
     positions = ["output"] + [str(k) for k in range(min(student_convs, teacher_convs) + 1)]
     for seed in range(max(preset.seeds, preset.extra_seeds, preset.ablation_seeds, preset.hetero_seeds)):
@@ -78,13 +83,20 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tupl
         if seed < preset.hetero_seeds:
             specs.append(RunSpec("hetero", "student", None, seed))
             specs += [RunSpec("hetero", m, m, seed, "hetero") for m in HETERO_METHODS]
+        doubled = (f"train.epochs={2 * preset.student_epochs}", f"train.eval_every={2 * preset.eval_every}")
         if seed < preset.seeds:  # the regime's evidence: the plain student at twice its schedule (same seeds)
-            doubled = (f"train.epochs={2 * preset.student_epochs}", f"train.eval_every={2 * preset.eval_every}")
             specs.append(RunSpec("plateau", PLATEAU_LABEL, None, seed, None, doubled))
-    if only:
-        tables = {t for part in only for t in PARTS[part]}
-        specs = [s for s in specs if s.table in tables]
-    return specs
+        if seed < preset.seeds and preset.num_unlabeled:
+            specs.append(RunSpec("unlabeled", "student", None, seed))
+            specs.append(RunSpec("unlabeled", CEILING_LABEL, None, seed, data="all_labels"))
+            specs += [RunSpec("unlabeled", m, m, seed, "main", data="unlabeled") for m in UNLABELED_METHODS]
+            specs += [RunSpec("unlabeled_patience", f"{m}, 2x schedule", m, seed, "main", doubled, data="unlabeled")
+                      for m in PATIENCE_METHODS]
+        if seed < preset.ablation_seeds and preset.num_unlabeled:
+            specs += [RunSpec("unlabeled_size", f"{m}, a quarter of the unlabeled images", m, seed, "main",
+                              data="unlabeled_quarter") for m in PATIENCE_METHODS]
+    tables = {t for part in (only or DEFAULT_PARTS) for t in PARTS[part]}
+    return [s for s in specs if s.table in tables]
 
 
 def data_fingerprint(ann: Path, image_size: int | None = None) -> str:
@@ -109,6 +121,9 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
     dump.pop("eval")
     for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
         dump["data"].pop(k)
+    # Unlabeled images: their paths never count (`data_fp` holds their fingerprint); how many a step takes and the
+    # teacher-score threshold that stands in for labels on them do. A run without them keeps its earlier key.
+    unlabeled = {k: dump["data"].pop(k) for k in ("unlabeled", "unlabeled_images", "unlabeled_ratio", "unlabeled_labels")}
     names = parse_method(method) if method is not None else []
     # Only the sections of the methods that run: changing one method's defaults must not retrain the others
     # (distill.method and distill.teacher are not read either; method and teacher come from the run).
@@ -118,6 +133,9 @@ def run_key(cfg: Config, method: str | None, teacher_key: str | None, data_fp: s
         for k in ("teacher_runtime", "teacher_amp", "teacher_channels_last"):
             dump["distill"][k] = getattr(cfg.distill, k)
     fields = {"config": dump, "method": method, "teacher": teacher_key, "data": data_fp, "code": source_fingerprint(names)}
+    if unlabeled["unlabeled"] is not None:
+        fields["unlabeled"] = {"ratio": unlabeled["unlabeled_ratio"], "labels": unlabeled["unlabeled_labels"] is not None,
+                               "score_thr": cfg.distill.unlabeled_score_thr}
     if pretrain is not None:  # the pretraining run's key stands for the backbone file it writes
         dump["model"].pop("backbone_weights")
         fields["pretrain"] = pretrain
@@ -129,7 +147,8 @@ def eval_key(cfg: Config, val_fp: str) -> str:
     """Hash of what decides a finished run's numbers besides its weights: the validation split's fingerprint, the
     evaluation settings, the input pipeline (size, resize mode) and the source of the evaluation path."""
     data = cfg.data.model_dump()
-    for k in ("root", "train_ann", "train_images", "val_ann", "val_images"):
+    for k in ("root", "train_ann", "train_images", "val_ann", "val_images", "unlabeled", "unlabeled_images",
+              "unlabeled_ratio", "unlabeled_labels"):  # what a run trains on, not how it is measured
         data.pop(k)
     fields = {"eval": cfg.eval.model_dump(), "data": data, "val": val_fp,
               "code": source_fingerprint([], entry="ftpdet.engine.evaluate")}
@@ -286,6 +305,9 @@ class AccuracyBench:
         self.ready_teachers: dict[str, str] = {}
         self.pretrain_records: dict[str, dict] = {}
         self._params: dict[str, float] = {}
+        # The unlabeled part's data (prepare_unlabeled): {spec.data: (config overrides, fingerprint)}
+        self.unlabeled_data: dict[str, tuple[tuple[str, ...], str]] = {}
+        self.num_unlabeled: int | None = None
         # Each model's resolved precision (AccuracyBench.resolved), part of every run key: kept in the results JSON and
         # taken back on the same machine, so a lost or re-timed precision cache cannot re-key the runs of a sitting.
         self._precisions: dict[str, dict] = {}
@@ -333,6 +355,56 @@ class AccuracyBench:
             self.pretrain_fp = data_fingerprint(ann / "instances_train.json", p.image_size)
             self.pretrain_val_fp = data_fingerprint(ann / "instances_val.json")
         return root
+
+    def prepare_unlabeled(self) -> None:
+        """The unlabeled part's images: DIR/unlabeled/ beside the labeled set (the built-in set gets the preset's
+        number, drawn from their own stream; with --data, `ftpdet data synth --num-unlabeled` or the user put them
+        there), their labels (DIR/annotations/instances_unlabeled.json, for the ceiling only) and a listing of their
+        first quarter (the size curve)."""
+        p, root = self.preset, self.data_root
+        if self.user_data is None:
+            from ftpdet.data.synth import synthesize_unlabeled_once
+
+            kind = {} if self.dataset == "shapes" else {"kind": self.dataset}
+            if synthesize_unlabeled_once(root, seed=0, num_unlabeled=p.num_unlabeled, image_size=p.image_size, **kind):
+                print(f"built-in unlabeled images ({self.dataset}): {p.num_unlabeled} -> {root / 'unlabeled'}")
+        from ftpdet.data.unlabeled import image_paths
+
+        paths = image_paths(root / "unlabeled")  # DatasetError when the folder is missing or holds no image
+        quarter = root / "unlabeled_quarter.json"
+        listing = {"images": [{"id": i + 1, "file_name": str(path.relative_to(root / "unlabeled"))}
+                              for i, path in enumerate(paths[: max(1, len(paths) // 4)])]}
+        if not quarter.is_file() or json.loads(quarter.read_text()) != listing:
+            write_json(quarter, listing)
+        labels = root / "annotations" / "instances_unlabeled.json"
+
+        def fingerprint(images: list[Path], *extra: Path) -> str:
+            h = hashlib.sha256(self.train_fp.encode())
+            for image in images:
+                h.update(str(image.relative_to(root)).encode() + image.read_bytes())
+            for path in extra:
+                h.update(path.read_bytes())
+            return h.hexdigest()[:16]
+
+        self.unlabeled_data = {
+            "unlabeled": ((f"data.unlabeled={root / 'unlabeled'}",), fingerprint(paths)),
+            "unlabeled_quarter": ((f"data.unlabeled={quarter}", f"data.unlabeled_images={root / 'unlabeled'}"),
+                                  fingerprint(paths[: len(listing["images"])])),
+        }
+        if labels.is_file():
+            self.unlabeled_data["all_labels"] = ((f"data.unlabeled={root / 'unlabeled'}",
+                                                  f"data.unlabeled_labels={labels}"), fingerprint(paths, labels))
+        self.num_unlabeled = len(paths)
+
+    def data_of(self, spec: RunSpec) -> tuple[tuple[str, ...], str]:
+        """(config overrides, training-data fingerprint) of what `spec` trains on."""
+        if spec.data == "labeled":
+            return (), self.train_fp
+        if spec.data not in self.unlabeled_data:
+            raise DatasetError(f"{self.data_root / 'annotations' / 'instances_unlabeled.json'}: not found; the "
+                               "all-labels ceiling needs the unlabeled images' labels")
+        overrides, fp = self.unlabeled_data[spec.data]
+        return (*overrides, f"data.unlabeled_ratio={self.preset.unlabeled_ratio}"), fp
 
     # -- configs ---------------------------------------------------------------------------------------
     def config(self, role: str, seed: int, overrides: tuple[str, ...] = ()) -> Config:
@@ -512,12 +584,13 @@ class AccuracyBench:
         """Run one cell; returns its record (shared with any other cell of the same key) and how it was obtained:
         trained, reused (finished in an earlier invocation or in reused results) or shared (an earlier cell of this
         one had its key). The teacher trains only when a run that needs it trains."""
-        cfg = self.config("student", spec.seed, spec.overrides)
+        data_overrides, data_fp = self.data_of(spec)
+        cfg = self.config("student", spec.seed, (*spec.overrides, *data_overrides))
         teacher_key = None
         if spec.teacher:
             teacher_cfg, teacher_key, _ = self.teacher_key(spec.teacher)
             cfg = self.resolved(cfg, teacher_cfg)
-        key = run_key(cfg, spec.method, teacher_key, self.train_fp, self._pretrain("student"))
+        key = run_key(cfg, spec.method, teacher_key, data_fp, self._pretrain("student"))
         if key in self.records:
             return self.records[key], "shared"
         name = (spec.method or "student").replace("+", "_")
@@ -531,6 +604,7 @@ class AccuracyBench:
         elif spec.teacher:
             self.teacher(spec.teacher, train=False)  # its record, for the report
         record |= {"method": spec.method or "student", "overrides": list(spec.overrides), "seed": spec.seed,
+                   "data": spec.data,
                    "teacher": spec.teacher, "teacher_config": self.configs[spec.teacher] if spec.teacher else None,
                    "student_config": self.configs["student"]}
         self.records[key] = record
@@ -543,6 +617,8 @@ class AccuracyBench:
         student_convs = probe.model.num_convs
         teacher_convs = self.config("main", 0).model.num_convs
         specs = plan_runs(self.preset, student_convs, teacher_convs, self.only)
+        if any(spec.data != "labeled" for spec in specs):
+            self.prepare_unlabeled()
         planned = {spec.table for spec in specs}
         # Every table of the earlier sitting is kept. The tables this sitting runs start from the earlier rows, and
         # each run replaces its seed's entry as it lands: a sitting cut off midway leaves its own runs where it got
@@ -621,7 +697,9 @@ class AccuracyBench:
                      "fingerprint": {"train": self.train_fp, "val": self.val_fp},
                      "dataset": self.dataset if self.user_data is None else None,
                      "num_train": p.num_train if self.user_data is None else None,
-                     "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size},
+                     "num_val": p.num_val if self.user_data is None else None, "image_size": p.image_size,
+                     **({"num_unlabeled": self.num_unlabeled, "unlabeled_ratio": p.unlabeled_ratio}
+                        if self.num_unlabeled is not None else {})},
             "schedule": {"teacher_epochs": p.teacher_epochs, "student_epochs": p.student_epochs,
                          "pretrain_epochs": p.pretrain_epochs, "pretrain_num_train": p.pretrain_num_train,
                          "eval_every": p.eval_every, "seeds": p.seeds, "extra_seeds": p.extra_seeds,

@@ -78,3 +78,31 @@ def plot_tau(res: Results, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xticks(taus, [f"{t:g}" for t in taus])
     return _save(fig, ax, path, xlabel="LD temperature tau", ylabel="COCO AP (%)", title="LD's temperature sweep against FTPD")
+
+
+def plot_unlabeled_size(res: Results, path: Path) -> Path:
+    """AP against the number of unlabeled images (0, a quarter, all) for pseudo and FTPD, mean over the seeds each
+    point has; the labels-only and all-labels students as lines. At 0, FTPD is the main table's labels-only
+    distillation and pseudo is the plain student (with no unlabeled image it adds nothing)."""
+    from ftpdet.bench.presets import CEILING_LABEL
+    from ftpdet.plots import plt
+
+    n = res.data["data"].get("num_unlabeled") or 0
+
+    def mean(row: dict | None) -> float | None:
+        values = list(res.values(row).values()) if row else []
+        return mean_std(values)[0] if values else None
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for method, zero, color in (("ftpd", res.row("main", "ftpd"), "tab:red"), ("pseudo", res.row("main", "student"), "tab:blue")):
+        points = [(0, mean(zero)), (max(1, n // 4), mean(res.row("unlabeled_size", f"{method}, a quarter of the unlabeled images"))),
+                  (n, mean(res.row("unlabeled", method)))]
+        points = [(x, y) for x, y in points if y is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", color=color, label=method)
+    for label, style in (("student", {"color": "k", "ls": ":"}), (CEILING_LABEL, {"color": "tab:green", "ls": "--"})):
+        y = mean(res.row("unlabeled", label))
+        if y is not None:
+            ax.axhline(y, label=f"{label}" if label != "student" else "student, labels only", **style)
+    return _save(fig, ax, path, xlabel="unlabeled images", ylabel="COCO AP (%)",
+                 title="AP against the number of unlabeled images (mean over seeds)")

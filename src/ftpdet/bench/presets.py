@@ -48,10 +48,21 @@ PD_PARTS = {"PD without the box (pd.box=false)": ("distill.ftpd.pd.box=false",),
 
 PRETRAIN_SEED = 1  # the pretraining set's seed: its images are not the benchmark's (seed 0)
 
+# The unlabeled part (docs/unlabeled.md): the same labeled images plus the preset's unlabeled ones. Rows: the plain
+# student (labels only, the main table's run), the all-labels ceiling (every unlabeled image with its own label, in
+# the same stream), the `pseudo` control and every method; a patience check (twice the schedule) and a size curve
+# (a quarter of the unlabeled images) for pseudo and FTPD.
+UNLABELED_METHODS = ("pseudo", "kd", "crosskd", "bckd", "pkd", "ftpd", "ftpd+pkd")
+PATIENCE_METHODS = ("pseudo", "ftpd")
+CEILING_LABEL = "student, all labels"
+
 # `ftpdet bench accuracy --only PART`: the tables each part trains, so the parts can run in separate sittings.
 PARTS: dict[str, tuple[str, ...]] = {"main": ("main",), "hetero": ("hetero",),
                                      "ablation": ("ablation", "position", "dlt", "ctf"), "tau": ("tau",),
-                                     "plateau": ("plateau",)}
+                                     "plateau": ("plateau",),
+                                     "unlabeled": ("unlabeled", "unlabeled_patience", "unlabeled_size")}
+# The parts a sitting without --only runs: the unlabeled part is a regime of its own, with its own budget (hours).
+DEFAULT_PARTS = ("main", "hetero", "ablation", "tau", "plateau")
 PLATEAU_LABEL = "student, 2x schedule"  # the plateau table's run: has the plain student stopped improving?
 
 
@@ -84,6 +95,10 @@ class Preset:
     hetero_overrides: tuple[str, ...] = ()  # heterogeneous teacher
     student_overrides: tuple[str, ...] = ()
     notes: str = ""
+    # The unlabeled part: unlabeled images drawn beside the labeled set (0: the part cannot run), and how many of them
+    # each step takes per labeled image (data.unlabeled_ratio).
+    num_unlabeled: int = 0
+    unlabeled_ratio: float = 1.0
 
     def with_seeds(self, seeds: int | None) -> Preset:
         if seeds is None:
@@ -102,7 +117,7 @@ PRESETS: dict[str, Preset] = {
         teacher_overrides=("model.backbone=mobilenet_v3_small", "model.fpn_channels=32", "model.head_channels=32"),
         hetero_overrides=("model.fpn_channels=32", "model.head_channels=32"),
         student_overrides=("model.fpn_channels=16", "model.head_channels=16"),
-        notes="pipeline check only: a few iterations on tiny models",
+        notes="pipeline check only: a few iterations on tiny models", num_unlabeled=SMOKE_DATA["num_train"],
     ),
     # The earlier CPU benchmark (before the lab): about 2 hours on 2 cores. Its students stop at a third of what they
     # can reach and its differences are the size of seed noise (issue 11); kept to rerun the old tables. The ablation, PD positions, DLT modes and
@@ -126,6 +141,7 @@ PRESETS: dict[str, Preset] = {
         teacher_epochs=40, student_epochs=20, eval_every=10, seeds=5, extra_seeds=3, ablation_seeds=3, hetero_seeds=5,
         pretrain_epochs=15, pretrain_num_train=3200, pretrain_num_val=200,
         common=("train.ema=0.999",),
+        num_unlabeled=6400,  # the issue's aim; the part's size and schedule are still to be set by measurement
     ),
     # For a GPU or a long run: 3 seeds everywhere, larger images, more data and epochs.
     "full": Preset(

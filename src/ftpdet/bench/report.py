@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau
+from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau, plot_unlabeled_size
 from ftpdet.bench.stats import Results
 from ftpdet.bench.tables import (answers, choice_table, comparison_table, earlier_note, part_effects, regime, simple_table,
-                                 speed_table, term_table, time_table, unmatched_note, versus_baselines)
+                                 speed_table, term_table, time_table, unlabeled_answers, unlabeled_versus, unmatched_note,
+                                 versus_baselines)
 
 
 def assets_dir(report: Path) -> Path:
@@ -133,6 +134,8 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
     plot_curves(res, assets / "curves.png")
     if res.rows("tau"):
         plot_tau(res, assets / "tau.png")
+    if res.rows("unlabeled"):
+        plot_unlabeled_size(res, assets / "unlabeled.png")
     return lines
 
 
@@ -180,6 +183,29 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             *earlier_note(res, "tau", "tau"),
             "",
             f"![tau sweep]({rel}/tau.png)",
+            "",
+        ]),
+        "the unlabeled images": ("unlabeled", [
+            f"### Unlabeled images: {data['data'].get('num_unlabeled')} beside the labeled ones "
+            f"({data['data'].get('unlabeled_ratio')} per labeled image in every step; docs/unlabeled.md)",
+            "",
+            "The user's question first: how much better is the student with these unlabeled images, and which method "
+            "to use (paired seeds; yes / no / not resolved as above). The all-labels student is the ceiling: the same "
+            "stream of images, each with its own label, and no teacher.",
+            "",
+            *unlabeled_answers(res),
+            "",
+            *comparison_table(res, "unlabeled", "main"),
+            "",
+            "FTPD against every other row, per seed:",
+            "",
+            *unlabeled_versus(res),
+            "",
+            f"![AP against the number of unlabeled images]({rel}/unlabeled.png)",
+            "",
+            "Their loss terms in the last epoch, as above:",
+            "",
+            *term_table(res, "unlabeled"),
             "",
         ]),
         "the heterogeneous pair": ("hetero", [

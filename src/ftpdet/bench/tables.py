@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ftpdet.bench.presets import BASELINES, PLATEAU_LABEL
+from ftpdet.bench.presets import BASELINES, CEILING_LABEL, PATIENCE_METHODS, PLATEAU_LABEL
 from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved
 from ftpdet.engine.evaluate import METRIC_KEYS
 
@@ -59,7 +59,7 @@ def comparison_table(res: Results, table: str, teacher_role: str, title_col: str
             lines.append(f"| {row['label']} | 0 | " + " | ".join("n/a" for _ in keys) + " | | | |")
             continue
         vals = res.values(row)
-        is_base = row["method"] == "student"
+        is_base = row["method"] == "student" and row["label"] == "student"  # (the all-labels ceiling is a student too)
         gain = "" if is_base else interval(paired(vals, base))
         c = None if is_base else closure(vals, base, teacher)
         ratios = [r["step_time_ratio"] for r in recs if "step_time_ratio" in r]
@@ -351,4 +351,61 @@ def speed_table(speed: dict[str, Any]) -> list[str]:
                   "| model | runtime | images/s |", "|---|---|---|"]
         for row in speed["inference"]:
             lines.append(f"| {row['model']} | {row['runtime']} | {row['images_per_s']:.0f} |")
+    return lines
+
+
+def unlabeled_answers(res: Results) -> list[str]:
+    """The user's question first: with these unlabeled images, how much better is the student, and which method
+    should be used? Each answer from paired seeds, in the words of `beats`."""
+    base = res.values(res.row("unlabeled", "student"))
+    ftpd = res.values(res.row("unlabeled", "ftpd"))
+    teacher = res.teacher_ap("main")
+    rows = [r for r in res.rows("unlabeled") if r["label"] not in ("student", CEILING_LABEL) and res.values(r)]
+    if not base or not rows:
+        return ["No run of the unlabeled part has finished yet."]
+    n = res.data["data"].get("num_unlabeled")
+    lines = ["| question | measured | answer |", "|---|---|---|"]
+
+    def add(question: str, measured: str, answer: str) -> None:
+        lines.append(f"| {question} | {measured} | {answer} |")
+
+    means = {r["label"]: float(np.mean(list(res.values(r).values()))) for r in rows}
+    best = max(means, key=means.get)
+    gain = paired(res.values(res.row("unlabeled", best)), base)
+    c = closure(res.values(res.row("unlabeled", best)), base, teacher)
+    add(f"How much better is the student with {n} unlabeled images?",
+        f"best row {best}: {interval(gain)} AP over the labels-only student"
+        + ("" if c is None else f", {100 * c:.0f}% of the teacher-student gap closed"),
+        beats(gain))
+    if ftpd:
+        for other in ("pseudo", *BASELINES):
+            d = paired(ftpd, res.values(res.row("unlabeled", other)))
+            if d:  # (LD is not a row here: the unlabeled part runs UNLABELED_METHODS)
+                add(f"Does FTPD beat {other} here?", f"FTPD - {other}: {interval(d)} over {len(d)} paired seeds", beats(d))
+        ceiling = res.values(res.row("unlabeled", CEILING_LABEL))
+        d = paired(ftpd, ceiling)
+        if d:
+            _, low, high = ci95(d)
+            reached = ("not resolved" if len(d) < 2 else "no (below it)" if high < 0 else "yes (above it)" if low > 0
+                       else "level (the interval holds 0)")
+            add("Does FTPD reach the student trained with every image labeled?",
+                f"FTPD - all-labels student: {interval(d)}", reached)
+    for method in PATIENCE_METHODS:
+        d = paired(res.values(res.row("unlabeled_patience", f"{method}, 2x schedule")),
+                   res.values(res.row("unlabeled", method)))
+        if d:
+            add(f"Does {method} keep gaining at twice the schedule?", f"2x - 1x: {interval(d)}", beats(d))
+    return lines
+
+
+def unlabeled_versus(res: Results) -> list[str]:
+    """FTPD minus every other row of the unlabeled table, per seed."""
+    ftpd = res.values(res.row("unlabeled", "ftpd"))
+    lines = [f"| FTPD minus | {DIFFERENCE_HEAD}", "|---|---|---|---|"]
+    for row in res.rows("unlabeled"):
+        if row["label"] == "ftpd":
+            continue
+        d = paired(ftpd, res.values(row))
+        if d:
+            lines.append(f"| {row['label']} | {difference_cells(d)} |")
     return lines

@@ -254,13 +254,44 @@ def synthesize(
         raise ValueError(f"--min-object-size must be in [2, image_size / 2], got {min_object_size}")
     out = ensure_writable(out)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    splits = [("train", 0, num_train), ("val", 1, num_val)] + ([("unlabeled", 2, num_unlabeled)] if num_unlabeled else [])
-    for split, split_id, n in splits:
-        coco = write_split(out, split, split_id, n, seed, image_size, num_classes, min_object_size, kind)
-        coco["info"] = {"description": f"ftpdet built-in {kind}", "seed": seed, "image_size": image_size,
-                        "min_object_size": min_object_size}
-        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
+    for split, split_id, n in (("train", 0, num_train), ("val", 1, num_val)):
+        _write(out, split, split_id, n, seed, image_size, num_classes, min_object_size, kind)
+    if num_unlabeled:
+        _write(out, "unlabeled", UNLABELED_SPLIT, num_unlabeled, seed, image_size, num_classes, min_object_size, kind)
     return out
+
+
+UNLABELED_SPLIT = 2  # the unlabeled images' stream: (seed, 2, index), apart from train (0) and val (1)
+
+
+def _write(out: Path, split: str, split_id: int, n: int, seed: int, image_size: int, num_classes: int,
+           min_object_size: float, kind: str) -> None:
+    coco = write_split(out, split, split_id, n, seed, image_size, num_classes, min_object_size, kind)
+    coco["info"] = {"description": f"ftpdet built-in {kind}", "seed": seed, "image_size": image_size,
+                    "min_object_size": min_object_size}
+    if split == "unlabeled":
+        coco["info"]["note"] = "labels of the unlabeled images: read by no run but the all-labels ceiling"
+    (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
+
+
+def synthesize_unlabeled_once(out: str | Path, seed: int, num_unlabeled: int, image_size: int,
+                              num_classes: int = len(SHAPES), min_object_size: float = 6.0, kind: str = "shapes") -> bool:
+    """Add out/unlabeled/*.png and out/annotations/instances_unlabeled.json to a dataset already in `out` (what
+    `synthesize(..., num_unlabeled=N)` writes there), unless they are there already (their own marker file).
+    Returns True when it wrote them."""
+    out = Path(out)
+    marker = out / "synth_unlabeled.json"
+    spec = {"seed": seed, "num_unlabeled": num_unlabeled, "image_size": image_size, "num_classes": num_classes,
+            "min_object_size": min_object_size, "kind": kind}
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return False
+    if (out / "unlabeled").exists():
+        for old in (out / "unlabeled").glob("*.png"):
+            old.unlink()
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    _write(out, "unlabeled", UNLABELED_SPLIT, num_unlabeled, seed, image_size, num_classes, min_object_size, kind)
+    marker.write_text(json.dumps(spec))
+    return True
 
 
 def synthesize_once(out: str | Path, **spec) -> bool:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ftpdet.data.coco import decode_image, image_size
+from ftpdet.data.coco import Categories, decode_image, image_size, load_records
 from ftpdet.data.transforms import Resize, augmentation, make_sample
 from ftpdet.errors import DatasetError
 
@@ -42,6 +42,10 @@ class UnlabeledRecord:
     path: Path
     width: int
     height: int
+    # The image's own labels, only when given (data.unlabeled_labels: the all-labels ceiling): boxes (N, 4) xyxy
+    # pixels and labels (N,); None for an unlabeled image.
+    boxes: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 def image_paths(source: str | Path, images: str | Path | None = None) -> list[Path]:
@@ -100,16 +104,29 @@ def labeled_copies(unlabeled: list[Path], labeled: list[Path]) -> dict[Path, Pat
     return copies
 
 
-def load_unlabeled(source: str | Path, images: str | Path | None = None,
-                   labeled: list[Path] = ()) -> tuple[list[UnlabeledRecord], dict[Path, Path]]:
+def load_unlabeled(source: str | Path, images: str | Path | None = None, labeled: list[Path] = (),
+                   labels: str | Path | None = None,
+                   categories: Categories | None = None) -> tuple[list[UnlabeledRecord], dict[Path, Path]]:
     """Records of every decodable unlabeled image that is not a labeled one, and the copies left out
-    ({unlabeled path: labeled path})."""
+    ({unlabeled path: labeled path}). `labels`: a COCO JSON holding these images' own labels (file names relative
+    to the images' folder; `categories`: the training set's), for the all-labels ceiling only."""
     paths = image_paths(source, images)
     copies = labeled_copies(paths, list(labeled))
+    known = {}
+    if labels is not None:
+        folder = Path(images) if images is not None else Path(source) if Path(source).is_dir() else Path(source).parent
+        _, _, found = load_records(labels, folder, categories)
+        known = {r.path: r for r in found}
     records = []
     for p in paths:
         h, w = image_size(p, Path(source) if Path(source).is_file() else None)  # DatasetError naming a bad file
-        if p not in copies:
+        if p in copies:
+            continue
+        if labels is not None:
+            if p not in known:
+                raise DatasetError(f"{labels}: holds no labels for the unlabeled image {p}")
+            records.append(UnlabeledRecord(p, w, h, known[p].boxes, known[p].labels))
+        else:
             records.append(UnlabeledRecord(p, w, h))
     if not records:
         raise DatasetError(f"{source}: every unlabeled image is also a labeled training image ({len(copies)} copies)")
@@ -132,14 +149,15 @@ def augmentation_seed(seed: int, position: int) -> int:
 class UnlabeledImages(Dataset):
     """Items: stream positions -> (image (3, S, S) uint8, target dict with no boxes and `labeled` False). The image
     is the one `UnlabeledStream` maps the position to; its augmentation (photometric jitter, flip, and a multiscale
-    resize when set) runs under a generator seeded from (seed, position)."""
+    resize when set) runs under a generator seeded from (seed, position). Records that carry their own labels (the
+    all-labels ceiling) give them, letterboxed and augmented with the image, and `labeled` True."""
 
     def __init__(self, records: list[UnlabeledRecord], resize: Resize, seed: int, cache_images: bool = True,
                  hflip: float = 0.5, photometric: bool = True) -> None:
         self.records, self.resize, self.seed = records, resize, seed
         self.letterbox = resize.transform(train=True)
         self.augment = augmentation(hflip, photometric)
-        self._cache: list[torch.Tensor] | None = None
+        self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         fits = len(records) * 3 * resize.size ** 2 <= CACHE_BYTES
         if cache_images and resize.deterministic_in_training and fits:
             self._cache = [self._letterboxed(i) for i in range(len(records))]
@@ -147,10 +165,14 @@ class UnlabeledImages(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _letterboxed(self, index: int) -> torch.Tensor:
-        image = decode_image(self.records[index].path)
-        no_boxes = torch.zeros(0, 4)
-        return self.letterbox(make_sample(image, no_boxes, torch.zeros(0, dtype=torch.long)))["image"].as_subclass(torch.Tensor)
+    def _letterboxed(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image (3, S, S) uint8, boxes (N, 4), labels (N,)): no boxes unless the record has labels."""
+        rec = self.records[index]
+        boxes = torch.from_numpy(rec.boxes) if rec.boxes is not None else torch.zeros(0, 4)
+        labels = torch.from_numpy(rec.labels) if rec.labels is not None else torch.zeros(0, dtype=torch.long)
+        sample = self.letterbox(make_sample(decode_image(rec.path), boxes, labels))
+        return (sample["image"].as_subclass(torch.Tensor), sample["boxes"].as_subclass(torch.Tensor).float(),
+                sample["labels"])
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
         """item: (image index, stream position)."""
@@ -158,17 +180,18 @@ class UnlabeledImages(Dataset):
         rec = self.records[index]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(augmentation_seed(self.seed, position))
-            image = self._cache[index] if self._cache is not None else self._letterboxed(index)
+            image, boxes, labels = self._cache[index] if self._cache is not None else self._letterboxed(index)
             if self.augment is not None:
-                sample = self.augment(make_sample(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)))
-                image = sample["image"].as_subclass(torch.Tensor)
+                sample = self.augment(make_sample(image, boxes, labels))
+                image, boxes, labels = (sample["image"].as_subclass(torch.Tensor),
+                                        sample["boxes"].as_subclass(torch.Tensor), sample["labels"])
         target = {
-            "boxes": torch.zeros(0, 4),
-            "labels": torch.zeros(0, dtype=torch.long),
+            "boxes": boxes,
+            "labels": labels,
             "image_id": -1 - index,  # never a COCO id: these images are never evaluated
             "scale": self.resize.scale(rec.height, rec.width),
             "orig_size": (rec.height, rec.width),
-            "labeled": False,
+            "labeled": rec.labels is not None,
         }
         return image, target
 

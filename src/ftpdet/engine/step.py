@@ -21,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.profiler import record_function
 
 import ftpdet.distributed as dist
+from ftpdet.config import DistillBase
 from ftpdet.methods import method_weights
 from ftpdet.methods.base import StepContext
 from ftpdet.models.criterion import GFLLoss
@@ -28,6 +29,9 @@ from ftpdet.models.detector import GFLDetector, freeze
 from ftpdet.models.precision import Precision
 from ftpdet.models.pseudo_labels import teacher_boxes
 from ftpdet.sections import EvalConfig, LossConfig, TrainConfig
+
+
+UNLABELED_SCORE_THR = DistillBase.model_fields["unlabeled_score_thr"].default  # the config's, for a Trainee built by hand
 
 
 def weight_table(loss: LossConfig, distill=None, method: str | None = None) -> dict[str, float]:
@@ -61,7 +65,7 @@ class Trainee(nn.Module):
                  methods: nn.ModuleDict | None = None, precision: Precision = Precision(),
                  teacher_precision: Precision = Precision(),
                  teacher_forward: Callable[[torch.Tensor], dict[str, list]] | None = None,
-                 unlabeled_score_thr: float = 0.5, eval_cfg: EvalConfig = EvalConfig()) -> None:
+                 unlabeled_score_thr: float = UNLABELED_SCORE_THR, eval_cfg: EvalConfig = EvalConfig()) -> None:
         super().__init__()
         # Unlabeled images (a target with `labeled` False) get the teacher's detections above this score as boxes
         # (models/pseudo_labels.py), with inference's NMS settings `eval_cfg`.

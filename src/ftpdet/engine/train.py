@@ -149,7 +149,8 @@ def build_unlabeled(cfg: Config, train_ds: CocoDetection, batch_size: int, rank:
     """data.unlabeled's images (labeled copies left out and reported), and `round(unlabeled_ratio * batch_size)`
     of them per rank and step."""
     d = cfg.data
-    records, copies = load_unlabeled(d.unlabeled, d.unlabeled_images, [r.path for r in train_ds.records])
+    records, copies = load_unlabeled(d.unlabeled, d.unlabeled_images, [r.path for r in train_ds.records],
+                                     d.unlabeled_labels, train_ds.categories)
     dataset = UnlabeledImages(records, Resize.of(d), cfg.train.seed, d.cache_images, d.hflip, d.photometric)
     per_rank = max(1, round(d.unlabeled_ratio * batch_size))
     stream = UnlabeledStream(len(records), per_rank, cfg.train.seed, rank=rank, world=world)
@@ -263,7 +264,7 @@ def setup(cfg: Config, ckpt: dict | None, teacher: str | Path | None, method: st
     batch_size = dist.per_rank_batch(tc.batch_size, world)
     unlabeled = None
     if cfg.data.unlabeled is not None:
-        if teacher is None:
+        if teacher is None and cfg.data.unlabeled_labels is None:
             raise ConfigError(f"data.unlabeled={cfg.data.unlabeled}: unlabeled images train through a teacher's "
                               "responses; distil (ftpdet distill --teacher T.pt --unlabeled DIR)")
         unlabeled = build_unlabeled(cfg, train_ds, batch_size, rank, world, device)
@@ -467,9 +468,10 @@ def train(
         if run.unlabeled is not None:
             n, per_step = len(run.unlabeled.dataset), run.unlabeled.stream.per_step
             passes = per_step * run.steps_per_epoch * tc.epochs / n
+            how = (f"with their own labels from {cfg.data.unlabeled_labels}" if cfg.data.unlabeled_labels else
+                   f"teacher boxes above {cfg.distill.unlabeled_score_thr} stand in for labels where a method needs them")
             print(f"unlabeled: {n} images from {cfg.data.unlabeled}, {per_step} per step beside {tc.batch_size} labeled "
-                  f"({passes:.1f} passes over them in {tc.epochs} epochs); teacher boxes above "
-                  f"{cfg.distill.unlabeled_score_thr} stand in for labels where a method needs them")
+                  f"({passes:.1f} passes over them in {tc.epochs} epochs); {how}")
         print(run.precision.line)
         for message in run.precision.warnings + (run.unlabeled.warnings if run.unlabeled is not None else []):
             print(f"warning: {message}", file=sys.stderr)
