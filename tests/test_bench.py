@@ -103,8 +103,16 @@ def test_the_unlabeled_part_runs_every_row_and_reuses_the_labels_only_student(sm
     assert "distill_pseudo_qfl" in pseudo["terms"]
     assert results["data"]["num_unlabeled"] == 24
     assert len(json.loads((copy / "data" / "unlabeled_quarter.json").read_text())["images"]) == 6
-    again = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy), "--only", "unlabeled"])
+    report = tmp_path / "docs" / "unlabeled.md"
+    again = runner.invoke(app, ["bench", "accuracy", "--preset", "smoke", "--out", str(copy), "--only", "unlabeled",
+                                "--report", str(report)])
     assert again.exit_code == 0 and "ftpdet train:" not in again.output and "ftpdet distill" not in again.output
+    text = report.read_text()
+    section = text[text.index("### Unlabeled images: 24 beside the labeled ones"):]
+    # the user's question comes first, then the table with the ceiling's gain over the labels-only student
+    assert section.index("How much better is the student with 24 unlabeled images?") < section.index("| teacher (")
+    assert "Does FTPD beat pseudo here?" in section and f"| {CEILING_LABEL} | 1 |" in section
+    assert (tmp_path / "docs" / "unlabeled" / "unlabeled.png").is_file()
 
 
 def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
@@ -460,7 +468,7 @@ def test_a_report_of_the_main_comparison_alone_names_the_parts_it_did_not_run(sm
                     "### Heterogeneous pair"):
         assert heading not in text, heading
     assert ("Not measured in this benchmark: FTPD's ablation, PD positions, DLT modes, CTF modes, LD's tau sweep, "
-            "the heterogeneous pair") in text
+            "the heterogeneous pair, the unlabeled images") in text
     assert not (tmp_path / "bench" / "tau.png").exists()
     assert "heterogeneous pair over" not in text and "tau sweep over" not in text  # the header names the parts run
     full = runner.invoke(app, ["bench", "report", str(out / "benchmarks.md")])

@@ -185,6 +185,17 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             f"![tau sweep]({rel}/tau.png)",
             "",
         ]),
+        "the heterogeneous pair": ("hetero", [
+            f"### Heterogeneous pair: {data['configs']['hetero']} teacher -> {data['configs']['student']} student",
+            "",
+            *comparison_table(res, "hetero", "hetero"),
+            *unmatched_note(res, "hetero", "hetero"),
+            "",
+            "Their loss terms in the last epoch, as above:",
+            "",
+            *term_table(res, "hetero"),
+            "",
+        ]),
         "the unlabeled images": ("unlabeled", [
             f"### Unlabeled images: {data['data'].get('num_unlabeled')} beside the labeled ones "
             f"({data['data'].get('unlabeled_ratio')} per labeled image in every step; docs/unlabeled.md)",
@@ -206,17 +217,6 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             "Their loss terms in the last epoch, as above:",
             "",
             *term_table(res, "unlabeled"),
-            "",
-        ]),
-        "the heterogeneous pair": ("hetero", [
-            f"### Heterogeneous pair: {data['configs']['hetero']} teacher -> {data['configs']['student']} student",
-            "",
-            *comparison_table(res, "hetero", "hetero"),
-            *unmatched_note(res, "hetero", "hetero"),
-            "",
-            "Their loss terms in the last epoch, as above:",
-            "",
-            *term_table(res, "hetero"),
             "",
         ]),
     }
