@@ -52,7 +52,7 @@ PRETRAIN_SEED = 1  # the pretraining set's seed: its images are not the benchmar
 # student (labels only, the main table's run), the all-labels ceiling (every unlabeled image with its own label, in
 # the same stream), the `pseudo` control and every method; a patience check (twice the schedule) and a size curve
 # (a quarter of the unlabeled images) for pseudo and FTPD.
-UNLABELED_METHODS = ("pseudo", "kd", "crosskd", "bckd", "pkd", "ftpd", "ftpd+pkd")
+UNLABELED_METHODS = ("pseudo", "ftpd", "kd", "crosskd", "bckd", "pkd", "ftpd+pkd")  # the control and FTPD first
 PATIENCE_METHODS = ("pseudo", "ftpd")
 CEILING_LABEL = "student, all labels"
 
