@@ -85,6 +85,12 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         f"runs is the mean of their per-seed differences with its 95% t-interval. {remeasured(data)}Results: "
         f"[`{rel}/accuracy.json`]({rel}/accuracy.json).",
         "",
+    ]
+    if not res.rows("main"):  # a sitting of other parts alone (e.g. --only unlabeled): their sections lead
+        return lines + [*optional_sections(res, data, rel), "### What the benchmark took", "",
+                        "Wall-clock training time (evaluations included) on the machine above, one run after another:",
+                        "", *time_table(res)] + _plots(res, assets, main=False)
+    lines += [
         "### Does FTPD beat the baselines on this data?",
         "",
         "Each answer comes from paired seeds: the per-seed differences FTPD - X, their mean and its 95% t-interval "
@@ -130,13 +136,19 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "",
         *time_table(res),
     ]
-    plot_bars(res, assets / "bars.png")
-    plot_curves(res, assets / "curves.png")
+    return lines + _plots(res, assets, main=True)
+
+
+def _plots(res: Results, assets: Path, main: bool) -> list[str]:
+    """Draw the figures the sections link to (nothing to add to the text: returns [])."""
+    if main:
+        plot_bars(res, assets / "bars.png")
+        plot_curves(res, assets / "curves.png")
     if res.rows("tau"):
         plot_tau(res, assets / "tau.png")
     if res.rows("unlabeled"):
         plot_unlabeled_size(res, assets / "unlabeled.png")
-    return lines
+    return []
 
 
 def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]:
@@ -201,8 +213,9 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             f"({data['data'].get('unlabeled_ratio')} per labeled image in every step; docs/unlabeled.md)",
             "",
             "The user's question first: how much better is the student with these unlabeled images, and which method "
-            "to use (paired seeds; yes / no / not resolved as above). The all-labels student is the ceiling: the same "
-            "stream of images, each with its own label, and no teacher.",
+            "to use. Each answer comes from paired seeds: **yes** when the 95% t-interval of the per-seed differences "
+            "lies above 0, **no** when below, **not resolved** when it holds 0 (one seed has no interval). The "
+            "all-labels student is the ceiling: the same stream of images, each with its own label, and no teacher.",
             "",
             *unlabeled_answers(res),
             "",
