@@ -113,6 +113,14 @@ def test_the_unlabeled_part_runs_every_row_and_reuses_the_labels_only_student(sm
     assert section.index("How much better is the student with 24 unlabeled images?") < section.index("| teacher (")
     assert "Does FTPD beat pseudo here?" in section and f"| {CEILING_LABEL} | 1 |" in section
     assert (tmp_path / "docs" / "unlabeled" / "unlabeled.png").is_file()
+    # A results JSON of this part alone leads with it: no empty blocks of the main comparison.
+    alone = json.loads((tmp_path / "docs" / "unlabeled" / "accuracy.json").read_text())
+    alone["tables"] = {k: v for k, v in alone["tables"].items() if k.startswith("unlabeled")}
+    (tmp_path / "docs" / "unlabeled" / "accuracy.json").write_text(json.dumps(alone))
+    assert runner.invoke(app, ["bench", "report", str(report)]).exit_code == 0
+    text = report.read_text()
+    assert "### Does FTPD beat the baselines" not in text and "### Main comparison" not in text
+    assert text.index("### Unlabeled images") < text.index("### What the benchmark took")
 
 
 def test_smoke_benchmark_writes_every_table_plot_and_record(smoke):
