@@ -99,11 +99,22 @@ def wait_for_steps(run_dir, n, proc, limit=120):
     raise AssertionError("no progress")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_leaves_a_checkpoint_that_resumes_exactly(tiny_data, tmp_path, sig):
-    cfg = write_config(tmp_path, tiny_data, epochs=40, augment=True)
-    full = run([sys.executable, "-m", "ftpdet", "train", str(cfg), "--set", f"train.out_dir={tmp_path}/full"])
+SIGNAL_EPOCHS = 20  # 40 steps: the run is cut after 5 of them
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory):
+    """The run each interrupted one must end equal to (trained once for both signals)."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    cfg = write_config(tmp, tiny_data, epochs=SIGNAL_EPOCHS, augment=True)
+    full = run([sys.executable, "-m", "ftpdet", "train", str(cfg), "--set", f"train.out_dir={tmp}/full"])
     assert full.returncode == 0, full.stderr[-2000:]
+    return tmp / "full" / "last.pt"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_leaves_a_checkpoint_that_resumes_exactly(tiny_data, tmp_path, sig, uninterrupted):
+    cfg = write_config(tmp_path, tiny_data, epochs=SIGNAL_EPOCHS, augment=True)
     cut = tmp_path / "cut"
     args = [sys.executable, "-m", "ftpdet", "train", str(cfg), "--set", f"train.out_dir={cut}"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -114,14 +125,14 @@ def test_a_signal_leaves_a_checkpoint_that_resumes_exactly(tiny_data, tmp_path, 
     assert proc.returncode == 128 + sig, (proc.returncode, err[-2000:])
     assert "continue with --resume" in out and "Traceback" not in err
     stopped = load_checkpoint(cut / "last.pt")
-    assert 5 <= stopped["step"] < 80
+    assert 5 <= stopped["step"] < 2 * SIGNAL_EPOCHS
     res = run(args + ["--resume"])
     assert res.returncode == 0, res.stderr[-2000:]
-    a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(cut / "last.pt")
-    assert a["step"] == b["step"] == 80
+    a, b = load_checkpoint(uninterrupted), load_checkpoint(cut / "last.pt")
+    assert a["step"] == b["step"] == 2 * SIGNAL_EPOCHS
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k  # the interrupted run continued exactly where it stopped
-    assert sorted(losses(cut)) == list(range(1, 81))
+    assert sorted(losses(cut)) == list(range(1, 2 * SIGNAL_EPOCHS + 1))
 
 
 def test_a_distillation_stopped_mid_epoch_resumes_exactly(tiny_data, teacher_ckpt, tmp_path):
@@ -153,7 +164,7 @@ def test_a_distillation_stopped_mid_epoch_resumes_exactly(tiny_data, teacher_ckp
 
 
 def test_ddp_run_stopped_by_sigterm_resumes(tiny_data, tmp_path):
-    cfg = write_config(tmp_path, tiny_data, epochs=40)
+    cfg = write_config(tmp_path, tiny_data, epochs=SIGNAL_EPOCHS)
     run_dir = tmp_path / "ddp"
     args = torchrun("train", str(cfg), "--set", f"train.out_dir={run_dir}")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -162,8 +173,8 @@ def test_ddp_run_stopped_by_sigterm_resumes(tiny_data, tmp_path):
     proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both ranks
     proc.communicate(timeout=120)
     stopped = load_checkpoint(run_dir / "last.pt")
-    assert 5 <= stopped["step"] < 80 and len(stopped["rng_ranks"]) == 2
+    assert 5 <= stopped["step"] < 2 * SIGNAL_EPOCHS and len(stopped["rng_ranks"]) == 2
     res = run(args + ["--resume"])
     assert res.returncode == 0, res.stderr[-2000:]
-    assert load_checkpoint(run_dir / "last.pt")["step"] == 80
-    assert sorted(losses(run_dir)) == list(range(1, 81))
+    assert load_checkpoint(run_dir / "last.pt")["step"] == 2 * SIGNAL_EPOCHS
+    assert sorted(losses(run_dir)) == list(range(1, 2 * SIGNAL_EPOCHS + 1))
