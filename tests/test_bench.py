@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
-from ftpdet.bench.presets import BASELINES, CEILING_LABEL, MAIN_METHODS, PRESETS, UNLABELED_METHODS
+from ftpdet.bench.presets import CEILING_LABEL, MAIN_METHODS, PRESETS, UNLABELED_METHODS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, time_table,
                                  unmatched_ftpd, unmatched_note)
