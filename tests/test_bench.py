@@ -10,7 +10,7 @@ from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, pla
 from ftpdet.bench.presets import CEILING_LABEL, MAIN_METHODS, PRESETS, UNLABELED_METHODS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, time_table,
-                                 unmatched_ftpd, unmatched_note)
+                                 unlabeled_answers, unmatched_ftpd, unmatched_note)
 from ftpdet.cli import app
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection
@@ -80,6 +80,35 @@ def test_the_unlabeled_part_is_planned_only_when_asked():
     assert all(f"train.epochs={2 * lab.student_epochs}" in s.overrides for s in patience)
     size = [s for s in specs if s.table == "unlabeled_size"]
     assert {s.data for s in size} == {"unlabeled_quarter"} and {s.seed for s in size} == {0, 1, 2}
+
+
+def _unlabeled_results(aps: dict[str, list[float]], planned: int) -> Results:
+    """A results JSON of the unlabeled table alone: one record per row and seed, with these APs."""
+    records, tables = [], []
+    for label, values in aps.items():
+        keys = [f"{label}-{seed}" for seed in range(len(values))]
+        records += [{"key": k, "status": "done", "seed": seed, "AP": ap} for seed, (k, ap) in enumerate(zip(keys, values))]
+        tables.append({"label": label, "keys": keys})
+    return Results({"records": records, "tables": {"unlabeled": tables}, "teachers": {"main": {"AP": 30.0}},
+                    "data": {"num_unlabeled": 64}, "schedule": {"seeds": planned}})
+
+
+def test_the_ceiling_is_called_level_only_when_every_planned_seed_is_in():
+    """FTPD - ceiling: -1, +1 (2 seeds) holds 0 with a wide interval. With 2 of 5 seeds that is no evidence of
+    'level'; the same differences with every planned seed in (planned 2) are the issue's definition of level."""
+    aps = {"student": [10.0, 10.0], CEILING_LABEL: [20.0, 20.0], "pseudo": [17.0, 18.0], "ftpd": [19.0, 21.0]}
+
+    def ceiling_answer(lines: list[str]) -> str:
+        return next(line for line in lines if "every image labeled" in line).rsplit("|", 2)[1].strip()
+
+    partial = unlabeled_answers(_unlabeled_results(aps, planned=5))
+    assert ceiling_answer(partial) == "not resolved yet (the interval holds 0 with 2 of 5 seeds)"
+    assert partial[0].startswith("**Partial**: 8 of 20 runs of this table are done (each row 2-2 of 5 seeds).")
+    complete = unlabeled_answers(_unlabeled_results(aps, planned=2))
+    assert ceiling_answer(complete) == "level (the interval holds 0)"
+    assert not any("Partial" in line for line in complete)
+    below = {**aps, "ftpd": [15.0, 15.2]}  # a resolved difference needs no more seeds to be reported
+    assert ceiling_answer(unlabeled_answers(_unlabeled_results(below, planned=5))) == "no (below it)"
 
 
 def test_the_unlabeled_part_runs_every_row_and_reuses_the_labels_only_student(smoke, tmp_path):

@@ -364,7 +364,14 @@ def unlabeled_answers(res: Results) -> list[str]:
     if not base or not rows:
         return ["No run of the unlabeled part has finished yet."]
     n = res.data["data"].get("num_unlabeled")
-    lines = ["| question | measured | answer |", "|---|---|---|"]
+    planned = res.data.get("schedule", {}).get("seeds", 0)
+    done = [len(res.values(r)) for r in res.rows("unlabeled")]
+    lines = []
+    if min(done) < planned:  # a report written while the part runs: say so before any answer is read
+        lines += [f"**Partial**: {sum(done)} of {planned * len(done)} runs of this table are done (each row "
+                  f"{min(done)}-{max(done)} of {planned} seeds). An answer that is not resolved may change as seeds "
+                  "land; a difference is never called level before every seed is in.", ""]
+    lines += ["| question | measured | answer |", "|---|---|---|"]
 
     def add(question: str, measured: str, answer: str) -> None:
         lines.append(f"| {question} | {measured} | {answer} |")
@@ -386,8 +393,10 @@ def unlabeled_answers(res: Results) -> list[str]:
         d = paired(ftpd, ceiling)
         if d:
             _, low, high = ci95(d)
+            # "Level" is the absence of a difference: with fewer seeds than planned the interval is too wide to say it.
             reached = ("not resolved" if len(d) < 2 else "no (below it)" if high < 0 else "yes (above it)" if low > 0
-                       else "level (the interval holds 0)")
+                       else f"not resolved yet (the interval holds 0 with {len(d)} of {planned} seeds)"
+                       if len(d) < planned else "level (the interval holds 0)")
             add("Does FTPD reach the student trained with every image labeled?",
                 f"FTPD - all-labels student: {interval(d)}", reached)
     for method in PATIENCE_METHODS:
