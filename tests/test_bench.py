@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
-from ftpdet.bench.presets import CEILING_LABEL, MAIN_METHODS, PRESETS, UNLABELED_METHODS
+from ftpdet.bench.presets import CEILING_LABEL, MAIN_METHODS, PD_ONLY_LABEL, PRESETS, UNLABELED_METHODS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, time_table,
-                                 unlabeled_answers, unmatched_ftpd, unmatched_note)
+                                 unlabeled_answers, unlabeled_parts, unmatched_ftpd, unmatched_note)
 from ftpdet.cli import app
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection
@@ -80,17 +80,38 @@ def test_the_unlabeled_part_is_planned_only_when_asked():
     assert all(f"train.epochs={2 * lab.student_epochs}" in s.overrides for s in patience)
     size = [s for s in specs if s.table == "unlabeled_size"]
     assert {s.data for s in size} == {"unlabeled_quarter"} and {s.seed for s in size} == {0, 1, 2}
+    parts = [s for s in specs if s.table == "unlabeled_parts"]  # FTPD's PD alone, on the same unlabeled images
+    assert {(s.label, s.method, s.data, s.overrides) for s in parts} == {
+        (PD_ONLY_LABEL, "ftpd", "unlabeled", ("distill.ftpd.pd.assign=false",))}
+    assert {s.seed for s in parts} == {0, 1, 2}
 
 
-def _unlabeled_results(aps: dict[str, list[float]], planned: int) -> Results:
-    """A results JSON of the unlabeled table alone: one record per row and seed, with these APs."""
-    records, tables = [], []
-    for label, values in aps.items():
-        keys = [f"{label}-{seed}" for seed in range(len(values))]
-        records += [{"key": k, "status": "done", "seed": seed, "AP": ap} for seed, (k, ap) in enumerate(zip(keys, values))]
-        tables.append({"label": label, "keys": keys})
-    return Results({"records": records, "tables": {"unlabeled": tables}, "teachers": {"main": {"AP": 30.0}},
+def _unlabeled_results(aps: dict[str, list[float]], planned: int, parts: dict[str, list[float]] | None = None) -> Results:
+    """A results JSON of the unlabeled table (and `parts`, the unlabeled_parts table): one record per row and seed,
+    with these APs."""
+    records, tables = [], {}
+    for table, rows in (("unlabeled", aps), ("unlabeled_parts", parts or {})):
+        for label, values in rows.items():
+            keys = [f"{table}-{label}-{seed}" for seed in range(len(values))]
+            records += [{"key": k, "status": "done", "seed": seed, "AP": ap} for seed, (k, ap) in enumerate(zip(keys, values))]
+            tables.setdefault(table, []).append({"label": label, "keys": keys})
+    return Results({"records": records, "tables": tables, "teachers": {"main": {"AP": 30.0}},
                     "data": {"num_unlabeled": 64}, "schedule": {"seeds": planned}})
+
+
+def test_unlabeled_parts_tells_pd_responses_from_the_teachers_labels():
+    """Per seed: PD alone - student, PD alone - pseudo, FTPD - PD alone; nothing before PD alone has a run."""
+    aps = {"student": [10.0, 11.0, 12.0], "pseudo": [17.0, 18.0, 19.0], "ftpd": [18.0, 19.5, 19.0]}
+    assert unlabeled_parts(_unlabeled_results(aps, planned=3)) == []
+    lines = unlabeled_parts(_unlabeled_results(aps, planned=3, parts={PD_ONLY_LABEL: [15.0, 15.0, 16.0]}))
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines if line.startswith("| ") and "per seed" not in line}
+    assert len(rows) == 3
+    assert "| +5.00, +4.00, +4.00 | +4.33 [+2.90, +5.77] | yes |" in rows[
+        "PD's responses alone (FTPD, pd.assign=false) minus the labels-only student"]
+    assert "| -2.00, -3.00, -3.00 | -2.67 [-4.10, -1.23] | yes |" in rows[
+        "PD's responses alone minus pseudo (the teacher's boxes as hard labels)"]
+    assert "| +3.00, +4.50, +3.00 | +3.50 [+1.35, +5.65] | yes |" in rows[
+        "the teacher's labels added to PD's responses (FTPD minus PD alone)"]
 
 
 def test_the_ceiling_is_called_level_only_when_every_planned_seed_is_in():

@@ -33,7 +33,7 @@ from typing import Any
 
 from ftpdet.bench.presets import (ABLATION, CEILING_LABEL, CTF_MODES, DEFAULT_PARTS, DLT_MODES, HETERO_METHODS, LD_TAUS,
                                   MAIN_METHODS, PARTS, PATIENCE_METHODS, PD_PARTS, PLATEAU_LABEL, PRETRAIN_SEED,
-                                  UNLABELED_METHODS, Preset)
+                                  UNLABELED_METHODS, UNLABELED_PARTS, Preset)
 from ftpdet.config import Config, load_config
 from ftpdet.data.coco import read_coco_json
 from ftpdet.data.synth import KINDS
@@ -95,6 +95,8 @@ def plan_runs(preset: Preset, student_convs: int, teacher_convs: int, only: tupl
         if seed < preset.ablation_seeds and preset.num_unlabeled:
             specs += [RunSpec("unlabeled_size", f"{m}, a quarter of the unlabeled images", m, seed, "main",
                               data="unlabeled_quarter") for m in PATIENCE_METHODS]
+            specs += [RunSpec("unlabeled_parts", name, "ftpd", seed, "main", ov, data="unlabeled")
+                      for name, ov in UNLABELED_PARTS.items()]
     tables = {t for part in (only or DEFAULT_PARTS) for t in PARTS[part]}
     return [s for s in specs if s.table in tables]
 

@@ -55,12 +55,17 @@ PRETRAIN_SEED = 1  # the pretraining set's seed: its images are not the benchmar
 UNLABELED_METHODS = ("pseudo", "ftpd", "kd", "crosskd", "bckd", "pkd", "ftpd+pkd")  # the control and FTPD first
 PATIENCE_METHODS = ("pseudo", "ftpd")
 CEILING_LABEL = "student, all labels"
+# On an unlabeled image FTPD carries two signals: PD's responses at every location and, with `pd.assign`, GFL's loss
+# on the teacher's own boxes (close to what `pseudo` trains on). FTPD without the second tells them apart (3 seeds).
+PD_ONLY_LABEL = "ftpd without the teacher's labels (pd.assign=false)"
+UNLABELED_PARTS = {PD_ONLY_LABEL: ("distill.ftpd.pd.assign=false",)}
 
 # `ftpdet bench accuracy --only PART`: the tables each part trains, so the parts can run in separate sittings.
 PARTS: dict[str, tuple[str, ...]] = {"main": ("main",), "hetero": ("hetero",),
                                      "ablation": ("ablation", "position", "dlt", "ctf"), "tau": ("tau",),
                                      "plateau": ("plateau",),
-                                     "unlabeled": ("unlabeled", "unlabeled_patience", "unlabeled_size")}
+                                     "unlabeled": ("unlabeled", "unlabeled_patience", "unlabeled_size",
+                                                   "unlabeled_parts")}
 # The parts a sitting without --only runs: the unlabeled part is a regime of its own, with its own budget (hours).
 DEFAULT_PARTS = ("main", "hetero", "ablation", "tau", "plateau")
 PLATEAU_LABEL = "student, 2x schedule"  # the plateau table's run: has the plain student stopped improving?

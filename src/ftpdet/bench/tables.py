@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ftpdet.bench.presets import BASELINES, CEILING_LABEL, PATIENCE_METHODS, PLATEAU_LABEL
+from ftpdet.bench.presets import BASELINES, CEILING_LABEL, PATIENCE_METHODS, PD_ONLY_LABEL, PLATEAU_LABEL
 from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved
 from ftpdet.engine.evaluate import METRIC_KEYS
 
@@ -418,3 +418,22 @@ def unlabeled_versus(res: Results) -> list[str]:
         if d:
             lines.append(f"| {row['label']} | {difference_cells(d)} |")
     return lines
+
+
+def unlabeled_parts(res: Results) -> list[str]:
+    """What FTPD's two signals are worth on unlabeled images, per seed: PD's responses alone (FTPD with
+    pd.assign=false), against the student and against `pseudo` (hard labels from the teacher, close to what
+    pd.assign adds); and the teacher's labels added to PD's responses (FTPD minus PD alone). Empty without runs."""
+    alone = res.values(res.row("unlabeled_parts", PD_ONLY_LABEL))
+    if not alone:
+        return []
+    ftpd, pseudo = res.values(res.row("unlabeled", "ftpd")), res.values(res.row("unlabeled", "pseudo"))
+    student = res.values(res.row("unlabeled", "student"))
+    comparisons = [("PD's responses alone (FTPD, pd.assign=false) minus the labels-only student", alone, student),
+                   ("PD's responses alone minus pseudo (the teacher's boxes as hard labels)", alone, pseudo),
+                   ("the teacher's labels added to PD's responses (FTPD minus PD alone)", ftpd, alone)]
+    lines = ["What FTPD's two signals are worth here: PD's responses at every location, and the teacher's boxes as "
+             "labels (`pd.assign`; `pseudo` trains on those alone, placed by GFL's assigner instead of the "
+             "task-aligned one):", "", f"| comparison | {DIFFERENCE_HEAD}", "|---|---|---|---|"]
+    lines += [f"| {name} | {difference_cells(d)} |" for name, a, b in comparisons if (d := paired(a, b))]
+    return lines + [""]
