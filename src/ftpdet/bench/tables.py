@@ -388,7 +388,7 @@ def unlabeled_answers(res: Results) -> list[str]:
         for other in ("pseudo", *BASELINES):
             d = paired(ftpd, res.values(res.row("unlabeled", other)))
             if d:  # (LD is not a row here: the unlabeled part runs UNLABELED_METHODS)
-                add(f"Does FTPD beat {other} here?", f"FTPD - {other}: {interval(d)} over {len(d)} paired seeds", beats(d))
+                add(f"Does FTPD beat {other} here?", f"FTPD - {other}: {interval(d)} over {len(d)} paired seed{'s' * (len(d) > 1)}", beats(d))
         ceiling = res.values(res.row("unlabeled", CEILING_LABEL))
         d = paired(ftpd, ceiling)
         if d:
