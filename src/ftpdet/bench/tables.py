@@ -388,7 +388,8 @@ def unlabeled_answers(res: Results) -> list[str]:
         for other in ("pseudo", *BASELINES):
             d = paired(ftpd, res.values(res.row("unlabeled", other)))
             if d:  # (LD is not a row here: the unlabeled part runs UNLABELED_METHODS)
-                add(f"Does FTPD beat {other} here?", f"FTPD - {other}: {interval(d)} over {len(d)} paired seed{'s' * (len(d) > 1)}", beats(d))
+                seeds = f"{len(d)} paired seed{'s' * (len(d) > 1)}"
+                add(f"Does FTPD beat {other} here?", f"FTPD - {other}: {interval(d)} over {seeds}", beats(d))
         ceiling = res.values(res.row("unlabeled", CEILING_LABEL))
         d = paired(ftpd, ceiling)
         if d:
