@@ -10,7 +10,8 @@ from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, pla
 from ftpdet.bench.presets import CEILING_LABEL, MAIN_METHODS, PD_ONLY_LABEL, PRESETS, UNLABELED_METHODS
 from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
 from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, time_table,
-                                 unlabeled_answers, unlabeled_parts, unmatched_ftpd, unmatched_note)
+                                 unlabeled_answers, unlabeled_parts, unlabeled_schedule_and_size, unmatched_ftpd,
+                                 unmatched_note)
 from ftpdet.cli import app
 from ftpdet.config import load_config
 from ftpdet.data.coco import CocoDetection
@@ -86,11 +87,12 @@ def test_the_unlabeled_part_is_planned_only_when_asked():
     assert {s.seed for s in parts} == {0, 1, 2}
 
 
-def _unlabeled_results(aps: dict[str, list[float]], planned: int, parts: dict[str, list[float]] | None = None) -> Results:
-    """A results JSON of the unlabeled table (and `parts`, the unlabeled_parts table): one record per row and seed,
-    with these APs."""
+def _unlabeled_results(aps: dict[str, list[float]], planned: int, parts: dict[str, list[float]] | None = None,
+                       **more: dict[str, list[float]]) -> Results:
+    """A results JSON of the unlabeled table (`parts`: the unlabeled_parts table; `more`: other tables by name): one
+    record per row and seed, with these APs."""
     records, tables = [], {}
-    for table, rows in (("unlabeled", aps), ("unlabeled_parts", parts or {})):
+    for table, rows in (("unlabeled", aps), ("unlabeled_parts", parts or {}), *more.items()):
         for label, values in rows.items():
             keys = [f"{table}-{label}-{seed}" for seed in range(len(values))]
             records += [{"key": k, "status": "done", "seed": seed, "AP": ap} for seed, (k, ap) in enumerate(zip(keys, values))]
@@ -112,6 +114,23 @@ def test_unlabeled_parts_tells_pd_responses_from_the_teachers_labels():
         "PD's responses alone minus pseudo (the teacher's boxes as hard labels)"]
     assert "| +3.00, +4.50, +3.00 | +3.50 [+1.35, +5.65] | yes |" in rows[
         "the teacher's labels added to PD's responses (FTPD minus PD alone)"]
+
+
+def test_schedule_and_size_compare_each_change_paired_and_ftpd_with_pseudo_under_it():
+    """Per seed: 2x - 1x and a quarter - all for pseudo and FTPD, and FTPD - pseudo under each change; rows without
+    runs are left out, and nothing is printed before the first run."""
+    aps = {"student": [10.0, 11.0, 12.0], "pseudo": [17.0, 18.0, 19.0], "ftpd": [18.0, 19.5, 19.0]}
+    assert unlabeled_schedule_and_size(_unlabeled_results(aps, planned=3)) == []
+    res = _unlabeled_results(aps, planned=3, unlabeled_patience={"pseudo, 2x schedule": [19.0, 19.5, 21.0],
+                                                                 "ftpd, 2x schedule": [20.0, 21.0, 20.5]},
+                             unlabeled_size={"ftpd, a quarter of the unlabeled images": [18.0, 19.0]})
+    lines = unlabeled_schedule_and_size(res)
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines if line.startswith("| ") and "per seed" not in line}
+    assert len(rows) == 4  # no pseudo run on a quarter: neither its own row nor FTPD - pseudo there
+    assert "| +2.00, +1.50, +2.00 | +1.83 [+1.12, +2.55] | yes |" in rows["pseudo: twice the schedule minus the part's setting"]
+    assert "| +2.00, +1.50, +1.50 | +1.67 [+0.95, +2.38] | yes |" in rows["ftpd: twice the schedule minus the part's setting"]
+    assert "| +1.00, +1.50, -0.50 | +0.67 [-1.92, +3.25] | no |" in rows["FTPD minus pseudo, both with twice the schedule"]
+    assert "| +0.00, -0.50 | -0.25 [-3.43, +2.93] | no |" in rows["ftpd: a quarter of the images minus the part's setting"]
 
 
 def test_the_ceiling_is_called_level_only_when_every_planned_seed_is_in():

@@ -2,13 +2,15 @@
 
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
 
 from ftpdet.checkpoint import load_checkpoint
 from ftpdet.engine.train import lr_factor, train
-from ftpdet.errors import ConfigError, TrainingError
+from ftpdet.errors import ConfigError, Interrupted, TrainingError
 from ftpdet.sections import TrainConfig
 from tests.conftest import tiny_config
 
@@ -35,6 +37,33 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tmp_pa
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "sliced" / "metrics.jsonl").read_text().splitlines()
              if "eval" not in ln]
     assert steps == list(range(1, 7))
+
+
+def test_a_stop_signal_during_the_final_evaluation_is_not_lost(tiny_data, tmp_path, monkeypatch):
+    """SIGTERM while the last evaluation runs: the run still finishes whole (last.pt at its last step, eval.json),
+    then stops the program instead of returning as if nothing came (a bench would go on to its next run, and
+    only a second signal stopped it)."""
+    import ftpdet.engine.train as engine
+
+    real = engine.evaluate_epoch
+
+    def signalled(run, epoch, log, progress):
+        if epoch + 1 == run.cfg.train.epochs:
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler takes it: the test process lives on
+        return real(run, epoch, log, progress)
+
+    monkeypatch.setattr(engine, "evaluate_epoch", signalled)
+    handler = signal.getsignal(signal.SIGTERM)
+    cfg = tiny_config(tiny_data, tmp_path / "run", "train.epochs=2")
+    with pytest.raises(Interrupted, match="after the last step") as stopped:
+        train(cfg, progress=False)
+    assert stopped.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == handler
+    out = tmp_path / "run"
+    assert load_checkpoint(out / "last.pt")["step"] == 4  # 16 images / 8 per step x 2 epochs: nothing was cut
+    last = json.loads((out / "eval.json").read_text())["last"]
+    resumed = train(cfg, resume=True, progress=False)  # nothing left to train: the finished run's numbers
+    assert resumed.history[-1]["step"] == 4 and resumed.last_metrics == last
 
 
 def test_run_outputs(tiny_data, tmp_path):

@@ -17,8 +17,8 @@ from typing import Any
 from ftpdet.bench.plots import plot_bars, plot_curves, plot_tau, plot_unlabeled_size
 from ftpdet.bench.stats import Results
 from ftpdet.bench.tables import (answers, choice_table, comparison_table, earlier_note, part_effects, regime, simple_table,
-                                 speed_table, term_table, time_table, unlabeled_answers, unlabeled_parts, unlabeled_versus,
-                                 unmatched_note, versus_baselines)
+                                 speed_table, term_table, time_table, unlabeled_answers, unlabeled_parts,
+                                 unlabeled_schedule_and_size, unlabeled_versus, unmatched_note, versus_baselines)
 
 
 def assets_dir(report: Path) -> Path:
@@ -226,6 +226,7 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             *unlabeled_versus(res),
             "",
             *unlabeled_parts(res),
+            *unlabeled_schedule_and_size(res),
             f"![AP against the number of unlabeled images]({rel}/unlabeled.png)",
             "",
             "Their loss terms in the last epoch, as above:",

@@ -421,6 +421,25 @@ def unlabeled_versus(res: Results) -> list[str]:
     return lines
 
 
+def unlabeled_schedule_and_size(res: Results) -> list[str]:
+    """What more steps and fewer unlabeled images do to pseudo and FTPD, per seed: twice the schedule minus the
+    schedule, a quarter of the images minus all of them, and FTPD minus pseudo under each (the question a user with
+    more time or fewer images asks). Empty without runs."""
+    comparisons = []
+    for table, row, what in (("unlabeled_patience", "2x schedule", "twice the schedule"),
+                             ("unlabeled_size", "a quarter of the unlabeled images", "a quarter of the images")):
+        changed = {m: res.values(res.row(table, f"{m}, {row}")) for m in PATIENCE_METHODS}
+        comparisons += [(f"{m}: {what} minus the part's setting", changed[m], res.values(res.row("unlabeled", m)))
+                        for m in PATIENCE_METHODS]
+        comparisons.append((f"FTPD minus pseudo, both with {what}", changed["ftpd"], changed["pseudo"]))
+    rows = [f"| {name} | {difference_cells(d)} |" for name, a, b in comparisons if (d := paired(a, b))]
+    if not rows:
+        return []
+    return ["More steps, fewer images: pseudo and FTPD at twice the schedule and on a quarter of the "
+            "unlabeled images, against the part's setting and against each other:", "",
+            f"| comparison | {DIFFERENCE_HEAD}", "|---|---|---|---|", *rows, ""]
+
+
 def unlabeled_parts(res: Results) -> list[str]:
     """What FTPD's two signals are worth on unlabeled images, per seed: PD's responses alone (FTPD with
     pd.assign=false), against the student and against `pseudo` (hard labels from the teacher, close to what

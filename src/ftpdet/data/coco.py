@@ -20,7 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ftpdet.data.transforms import Resize, augmentation, make_sample
+from ftpdet.data.transforms import Resize, augmentation, augmented, make_sample
 from ftpdet.errors import DatasetError
 
 
@@ -268,9 +268,7 @@ class CocoDetection(Dataset):
         rec = self.records[index]
         image, boxes, labels = self._cache[index] if self._cache is not None else self._letterboxed(index)
         if self.augment is not None:
-            sample = self.augment(make_sample(image, boxes, labels))
-            image, boxes, labels = (sample["image"].as_subclass(torch.Tensor),
-                                    sample["boxes"].as_subclass(torch.Tensor), sample["labels"])
+            image, boxes, labels = augmented(self.augment, image, boxes, labels)
         target = {
             "boxes": boxes,
             "labels": labels,

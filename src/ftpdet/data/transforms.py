@@ -138,6 +138,14 @@ def build_transforms(size: int | Resize, train: bool, hflip: float = 0.5, photom
     return v2.Compose(ops)
 
 
+def augmented(augment: v2.Compose, image: torch.Tensor, boxes: torch.Tensor,
+              labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`augment` applied to one letterboxed sample: (image (3, S, S) uint8, boxes (N, 4), labels (N,)) as plain
+    tensors."""
+    sample = augment(make_sample(image, boxes, labels))
+    return sample["image"].as_subclass(torch.Tensor), sample["boxes"].as_subclass(torch.Tensor), sample["labels"]
+
+
 def make_sample(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """Wrap raw tensors for v2: image (3, H, W) uint8, boxes (N, 4) xyxy pixels, labels (N,)."""
     h, w = image.shape[-2:]

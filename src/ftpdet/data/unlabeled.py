@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ftpdet.data.coco import Categories, decode_image, image_size, load_records
-from ftpdet.data.transforms import Resize, augmentation, make_sample
+from ftpdet.data.transforms import Resize, augmentation, augmented, make_sample
 from ftpdet.errors import DatasetError
 
 # Suffixes PIL decodes that photographs and video frames come in; anything else in the folder is ignored.
@@ -182,9 +182,7 @@ class UnlabeledImages(Dataset):
             torch.manual_seed(augmentation_seed(self.seed, position))
             image, boxes, labels = self._cache[index] if self._cache is not None else self._letterboxed(index)
             if self.augment is not None:
-                sample = self.augment(make_sample(image, boxes, labels))
-                image, boxes, labels = (sample["image"].as_subclass(torch.Tensor),
-                                        sample["boxes"].as_subclass(torch.Tensor), sample["labels"])
+                image, boxes, labels = augmented(self.augment, image, boxes, labels)
         target = {
             "boxes": boxes,
             "labels": labels,

@@ -508,4 +508,13 @@ def train(
         if end_epoch == tc.epochs and best:
             (out / "eval.json").write_text(json.dumps({"best": best, "last": last_metrics}, indent=2))
     dist.barrier()
+    if dist.any_rank(stop.requested):
+        # The signal came after the last step (during the final evaluation or save): the run is whole and saved,
+        # but whoever sent it wants the program to stop, not a bench to go on to its next run.
+        if run.main:
+            print(f"\nstopped by {signal_name(stop.signum)} after the last step ({run.global_step}); {run.last_path} "
+                  "holds the finished run")
+        dist.cleanup()
+        raise Interrupted(f"stopped after the last step; {run.last_path} holds the finished run",
+                          stop.signum or signal.SIGTERM)
     return TrainResult(out, best, last_metrics, run.train_seconds, history)
