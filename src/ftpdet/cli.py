@@ -47,6 +47,16 @@ def smoke_note(what: str) -> None:
         typer.echo(f"FTPDET_SMOKE=1: {what} shrunk to a smoke test (not a result)", err=True)
 
 
+def leave_process_group() -> None:
+    """Under torchrun, leave the process group once training has succeeded. A gloo group left to the interpreter's
+    teardown can abort the process at exit ("terminate called without an active exception": pytorch/pytorch#190489),
+    which failed a DDP test once. Not on errors: a rank that tears down while others wait in a collective can hang
+    them."""
+    from ftpdet.distributed import cleanup
+
+    cleanup()
+
+
 def is_rank_zero() -> bool:
     """torchrun sets RANK; a plain process is rank 0. (Read from the environment: no torch import for --help.)"""
     return os.environ.get("RANK", "0") == "0"
@@ -179,6 +189,7 @@ def train_cmd(
     result = train(config, overrides=(set_ or []) + smoke_overrides(), resume=resume, overwrite=overwrite)
     if is_rank_zero():  # under torchrun every process returns; one line is enough
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
+    leave_process_group()
 
 
 @app.command("distill")
@@ -205,6 +216,7 @@ def distill_cmd(
                      resume=resume, overwrite=overwrite)
     if is_rank_zero():
         typer.echo(f"best AP {100 * result.best_metrics.get('AP', 0):.1f} -> {result.out_dir / 'best.pt'}")
+    leave_process_group()
 
 
 @app.command("eval")
