@@ -166,6 +166,15 @@ def signal_name(signum: int | None) -> str:
     return signal.Signals(signum).name if signum else "a signal to another process"
 
 
+def stopped(run: Run, stop: dist.StopRequest, where: str) -> Interrupted:
+    """What a stop request ends in, once last.pt holds the step: rank 0 says `where` it stopped, every rank leaves the
+    process group, and the caller raises the returned Interrupted (the CLI exits with 128 + the signal)."""
+    if run.main:
+        print(f"\nstopped by {signal_name(stop.signum)} {where}")
+    dist.cleanup()
+    return Interrupted(f"stopped {where}", stop.signum or signal.SIGTERM)
+
+
 @dataclass
 class Run:
     """Everything one training run holds: built by `setup`, advanced by `train_epoch`, saved by `save_last`."""
@@ -484,12 +493,8 @@ def train(
                 save_last(run, epoch, improved=False)  # mid-epoch: `epoch` epochs done, the step says how far in
                 if log is not None:
                     log.close()
-                if run.main:
-                    print(f"\nstopped by {signal_name(stop.signum)} at step {run.global_step} (epoch {epoch + 1}); "
-                          f"{run.last_path} holds this step: continue with --resume")
-                dist.cleanup()
-                raise Interrupted(f"stopped at step {run.global_step}; {run.last_path} holds it: continue with --resume",
-                                  stop.signum or signal.SIGTERM)
+                raise stopped(run, stop, f"at step {run.global_step} (epoch {epoch + 1}); {run.last_path} holds this "
+                                         "step: continue with --resume")
             improved = False
             if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
                 improved = evaluate_epoch(run, epoch, log, progress)
@@ -511,10 +516,5 @@ def train(
     if dist.any_rank(stop.requested):
         # The signal came after the last step (during the final evaluation or save): the run is whole and saved,
         # but whoever sent it wants the program to stop, not a bench to go on to its next run.
-        if run.main:
-            print(f"\nstopped by {signal_name(stop.signum)} after the last step ({run.global_step}); {run.last_path} "
-                  "holds the finished run")
-        dist.cleanup()
-        raise Interrupted(f"stopped after the last step; {run.last_path} holds the finished run",
-                          stop.signum or signal.SIGTERM)
+        raise stopped(run, stop, f"after the last step ({run.global_step}); {run.last_path} holds the finished run")
     return TrainResult(out, best, last_metrics, run.train_seconds, history)
