@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import CEILING_LABEL, MAIN_METHODS, PD_ONLY_LABEL, PRESETS, UNLABELED_METHODS
-from ftpdet.bench.stats import Results, ci95, closure, paired, resolved
-from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, time_table,
+from ftpdet.bench.stats import Results, ci95, closure, paired, resolved, round_ratios
+from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, speed_table, time_table,
                                  unlabeled_answers, unlabeled_parts, unlabeled_schedule_and_size, unmatched_ftpd,
                                  unmatched_note)
 from ftpdet.cli import app
@@ -775,6 +775,8 @@ def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path
         assert speed["ratios"][f"{name} (+ unlabeled)"] == pytest.approx(speed["ms"][f"{name} (+ unlabeled)"] / mixed,
                                                                          rel=1e-2)
     assert speed["unlabeled_per_step"] == speed["batch_size"]
+    for name, ratio in speed["ratios"].items():  # one round: paired by round is the ratio itself, with no interval
+        assert speed["round_ratios"][name] == [pytest.approx(ratio, abs=2e-3), None, None]
     # the default position is the `ftpd` row; every other position the pair allows is timed as a variant
     assert {"ftpd, PD at tower layer 0", "ftpd, PD at tower layer 1"} <= set(speed["ratios"])
     assert "ftpd, PD at the student's outputs" not in speed["ratios"]
@@ -783,6 +785,36 @@ def test_speed_benchmark_measures_every_method_against_the_floor(smoke, tmp_path
     runtimes = {(r["model"].split()[0], r["runtime"].split()[0]) for r in speed["inference"]}
     assert runtimes == {("teacher", "PyTorch"), ("teacher", "ONNX"), ("student", "PyTorch"), ("student", "ONNX")}
     assert all(r["images_per_s"] > 0 for r in speed["inference"])
+
+
+def test_speed_ratios_are_paired_by_round_with_an_interval():
+    """Load that doubles a whole round cancels in a ratio paired by round (the medians' ratio does not), each kind
+    reads its own floor (mixed batches: the mixed floor), and the interval is the t-interval of the log ratios."""
+    import math
+
+    from scipy import stats
+
+    samples = {"student step": [100.0, 200.0, 100.0], "teacher forward": [50.0, 100.0, 50.0],
+               "ftpd": [165.0, 330.0, 165.0],  # 1.10 x in every round
+               "student step (+ unlabeled)": [200.0, 400.0, 200.0], "teacher forward (+ unlabeled)": [100.0, 200.0, 100.0],
+               "ftpd (+ unlabeled)": [300.0, 720.0, 330.0]}  # 1.00, 1.20, 1.10 x its own floor
+    r = round_ratios(samples)
+    assert set(r) == {"ftpd", "ftpd (+ unlabeled)"}  # the floors' parts are no rows
+    assert r["ftpd"] == pytest.approx((1.1, 1.1, 1.1))
+    logs = [math.log(x) for x in (1.0, 1.2, 1.1)]
+    m = sum(logs) / 3
+    half = stats.t.ppf(0.975, 2) * stats.tstd(logs) / math.sqrt(3)
+    assert r["ftpd (+ unlabeled)"] == pytest.approx((math.exp(m), math.exp(m - half), math.exp(m + half)))
+    assert r["ftpd (+ unlabeled)"][2] > 1.2  # three rounds this spread cannot show the cost within 1.20 x
+    speed = {"ms": {k: sorted(v)[1] for k, v in samples.items()}, "samples_ms": samples,
+             "ratios": {"ftpd": 165 / 150, "ftpd (+ unlabeled)": 330 / 300}}
+    table = "\n".join(speed_table(speed))
+    assert "| ftpd | 165.0 | 1.10 | 1.10 [1.10, 1.10] |" in table
+    lo, hi = r["ftpd (+ unlabeled)"][1:]
+    assert f"| ftpd (+ unlabeled) | 330.0 | 1.10 | 1.10 [{lo:.2f}, {hi:.2f}] |" in table
+    assert "| student step | 100.0 |  |  |" in table
+    del speed["samples_ms"]  # an older speed.json: medians only, the paired column left empty
+    assert "| ftpd | 165.0 | 1.10 |  |" in "\n".join(speed_table(speed))
 
 
 def test_profile_breaks_the_loop_step_into_its_phases(tmp_path):

@@ -262,7 +262,9 @@ def speed_section(speed: dict[str, Any], assets: Path) -> list[str]:
         f"{speed['machine']}: batch {speed['batch_size']}, {speed['image_size']} px, "
         f"{precision_words(speed)}, median of {speed['rounds']} interleaved rounds "
         f"of {speed['iters']} iterations each, all in one process. Floor = plain student training step + teacher "
-        f"no-grad forward. Results: [`{rel}/speed.json`]({rel}/speed.json).",
+        f"no-grad forward; paired by round, each round's time over the floor's in the same round, with the 95% "
+        f"interval over rounds (a cost is within a budget when the interval lies below it). "
+        f"Results: [`{rel}/speed.json`]({rel}/speed.json).",
         "",
         *speed_table(speed),
     ]

@@ -3,8 +3,9 @@
 Everything is timed in one process on the same pre-collated batches (data loading excluded), in interleaved
 rounds: each round times every step kind for `iters` iterations, and each kind's median round counts. On
 a shared machine, load changes slowly compared with one round, so the ratios, not the absolute times, are
-what to read. Floor = a plain student training step + a teacher no-grad forward: the least any method that
-needs the teacher's outputs can cost.
+what to read; each is also given paired by round (the kind over its floor in the same round) with a 95% interval
+over rounds, and a cost is within a budget when that interval lies below it. Floor = a plain student training step
++ a teacher no-grad forward: the least any method that needs the teacher's outputs can cost.
 
 With `unlabeled_methods`, the same on steps that add as many unlabeled images as labeled ones (data.unlabeled_ratio 1):
 their floor is the plain student step on the whole mixed batch (its task loss on the labeled half) + the teacher's
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from ftpdet.bench.presets import MAIN_METHODS, Preset
+from ftpdet.bench.stats import FLOOR_PARTS, WITH_UNLABELED, round_ratios
 from ftpdet.checkpoint import load_model
 from ftpdet.config import Config, apply_overrides, config_from_dict, load_config
 from ftpdet.data.coco import CocoDetection, collate, join_batches
@@ -35,8 +37,6 @@ from ftpdet.onnx_export import export_model
 from ftpdet.provenance import git_commit, machine_description
 from ftpdet.runtime import OnnxPredictor
 
-
-WITH_UNLABELED = " (+ unlabeled)"  # the step kinds on mixed batches: labeled images + as many unlabeled ones
 
 # What the place of PD costs: FTPD at its default position is in the methods; the other positions are timed too.
 FTPD_POSITIONS = (("output", "the student's outputs"), ("0", "tower layer 0"), ("1", "tower layer 1"))
@@ -159,9 +159,10 @@ def run_speed(
     floors = {"": ms["student step"] + ms["teacher forward"]}
     if unlabeled_methods:
         floors[WITH_UNLABELED] = ms[f"student step{WITH_UNLABELED}"] + ms[f"teacher forward{WITH_UNLABELED}"]
-    floor_kinds = {f"{k}{w}" for k in ("student step", "teacher forward") for w in floors}
+    floor_kinds = {f"{k}{w}" for k in FLOOR_PARTS for w in floors}
     ratios = {k: v / floors[WITH_UNLABELED if k.endswith(WITH_UNLABELED) else ""] for k, v in ms.items()
               if k not in floor_kinds}
+    paired = round_ratios(samples)
 
     inference = []
     images = batches[0][0]
@@ -184,11 +185,14 @@ def run_speed(
         "trained_weights": bool(teacher and student),
         "unlabeled_per_step": bs if unlabeled_methods else 0,
         "ms": {k: round(v, 2) for k, v in ms.items()}, "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        # (geometric mean, low, high) paired by round; no interval (null) from one round
+        "round_ratios": {k: [None if x != x else round(x, 3) for x in v] for k, v in paired.items()},
         "samples_ms": {k: [round(x, 2) for x in v] for k, v in samples.items()}, "inference": inference,
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / "speed.json"
     path.write_text(json.dumps(result, indent=1))
     for k, v in ms.items():
-        print(f"{k:>16}: {v:7.1f} ms" + (f"  {ratios[k]:.2f} x floor" if k in ratios else ""))
+        print(f"{k:>16}: {v:7.1f} ms" + (f"  {ratios[k]:.2f} x floor; paired by round {paired[k][0]:.2f} x "
+                                         f"[{paired[k][1]:.2f}, {paired[k][2]:.2f}]" if k in ratios else ""))
     return path

@@ -40,6 +40,28 @@ def resolved(diffs: list[float]) -> bool:
     return bool(low > 0 or high < 0)
 
 
+# The speed benchmark's step kinds on mixed batches (labeled images + as many unlabeled ones), and their floor's parts.
+WITH_UNLABELED = " (+ unlabeled)"
+FLOOR_PARTS = ("student step", "teacher forward")
+
+
+def round_ratios(samples: dict[str, list[float]]) -> dict[str, tuple[float, float, float]]:
+    """Each step kind's cost against its floor, paired by round: in round r, its milliseconds over the floor's
+    (student step + teacher forward, on mixed batches for a kind on mixed batches) in the same round, so load that
+    drifts between rounds cancels. (geometric mean, low, high): the 95% t-interval over rounds of the log ratios,
+    exponentiated; a kind is within a budget x when `high` < x. Floor parts themselves are left out."""
+    out = {}
+    for kind, times in samples.items():
+        suffix = WITH_UNLABELED if kind.endswith(WITH_UNLABELED) else ""
+        parts = [samples.get(f"{p}{suffix}") for p in FLOOR_PARTS]
+        if kind in {f"{p}{suffix}" for p in FLOOR_PARTS} or any(x is None for x in parts):
+            continue
+        logs = [float(np.log(t / (a + b))) for t, a, b in zip(times, *parts)]
+        m, low, high = ci95(logs)
+        out[kind] = (float(np.exp(m)), float(np.exp(low)), float(np.exp(high)))
+    return out
+
+
 def closure(method: dict[int, float], base: dict[int, float], teacher: float | None) -> float | None:
     """Gap closure from the means over the paired seeds: (method - base) / (teacher - base)."""
     d = paired(method, base)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ftpdet.bench.presets import BASELINES, CEILING_LABEL, PATIENCE_METHODS, PD_ONLY_LABEL, PLATEAU_LABEL
-from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved
+from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved, round_ratios
 from ftpdet.engine.evaluate import METRIC_KEYS
 
 
@@ -342,10 +342,15 @@ def answers(res: Results, speed: dict | None) -> list[str]:
 
 
 def speed_table(speed: dict[str, Any]) -> list[str]:
-    lines = ["| step | ms / iteration | x floor |", "|---|---|---|"]
+    """Each step kind's median time and its ratio to the floor; with the rounds' samples, the ratio paired by round
+    too, with its 95% interval (stats.round_ratios): what a claim such as 'within 1.10x' is read from."""
+    by_round = round_ratios(speed["samples_ms"]) if "samples_ms" in speed else {}  # (older results: medians only)
+    lines = ["| step | ms / iteration | x floor | x floor, paired by round [95% interval] |", "|---|---|---|---|"]
     for name, ms in speed["ms"].items():
         ratio = speed["ratios"].get(name)
-        lines.append(f"| {name} | {ms:.1f} | {'' if ratio is None else f'{ratio:.2f}'} |")
+        r = by_round.get(name)
+        paired_cell = "" if r is None else f"{r[0]:.2f}" + ("" if np.isnan(r[1]) else f" [{r[1]:.2f}, {r[2]:.2f}]")
+        lines.append(f"| {name} | {ms:.1f} | {'' if ratio is None else f'{ratio:.2f}'} | {paired_cell} |")
     if speed.get("inference"):
         lines += ["", "Inference (forward + decode + NMS), images per second:", "",
                   "| model | runtime | images/s |", "|---|---|---|"]
