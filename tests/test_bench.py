@@ -151,6 +151,23 @@ def test_the_ceiling_is_called_level_only_when_every_planned_seed_is_in():
     assert ceiling_answer(unlabeled_answers(_unlabeled_results(below, planned=5))) == "no (below it)"
 
 
+def test_the_unlabeled_answers_say_whether_an_ftpd_step_stays_within_its_budget():
+    """From the speed benchmark's rounds, paired against the mixed floor: below 1.10 with its whole interval is yes,
+    an interval holding 1.10 is not resolved, one above it is no; without a speed benchmark the row is absent."""
+    aps = {"student": [10.0, 11.0], "pseudo": [17.0, 18.0], "ftpd": [18.0, 19.5]}
+    res = _unlabeled_results(aps, planned=2)
+    floor = {"student step (+ unlabeled)": [200.0, 200.0, 200.0], "teacher forward (+ unlabeled)": [100.0, 100.0, 100.0]}
+
+    def cost(ftpd_ms: list[float]) -> str:
+        speed = {"samples_ms": {**floor, "ftpd (+ unlabeled)": ftpd_ms}}
+        return next(line for line in unlabeled_answers(res, speed) if "stay within 1.10x" in line)
+
+    assert cost([315.0, 318.0, 312.0]).endswith("| 1.05x [1.03, 1.08], paired over 3 rounds (the speed benchmark below) | yes |")
+    assert cost([315.0, 345.0, 330.0]).endswith("| not resolved (the interval holds it) |")
+    assert cost([360.0, 363.0, 357.0]).endswith("| no (above it) |")
+    assert not any("stay within" in line for line in unlabeled_answers(res))
+
+
 def test_the_unlabeled_part_runs_every_row_and_reuses_the_labels_only_student(smoke, tmp_path):
     out, _ = smoke
     copy = tmp_path / "copy"

@@ -87,7 +87,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "",
     ]
     if not res.rows("main"):  # a sitting of other parts alone (e.g. --only unlabeled): their sections lead
-        return lines + [*optional_sections(res, data, rel), "### What the benchmark took", "",
+        return lines + [*optional_sections(res, data, rel, speed), "### What the benchmark took", "",
                         "Wall-clock training time (evaluations included) on the machine above, one run after another:",
                         "", *time_table(res)] + _plots(res, assets, main=False)
     lines += [
@@ -129,7 +129,7 @@ def accuracy_section(data: dict[str, Any], assets: Path, speed: dict | None) -> 
         "",
         *term_table(res, "main"),
         "",
-        *optional_sections(res, data, rel),
+        *optional_sections(res, data, rel, speed),
         "### What the benchmark took",
         "",
         "Wall-clock training time (evaluations included) on the machine above, one run after another:",
@@ -151,7 +151,7 @@ def _plots(res: Results, assets: Path, main: bool) -> list[str]:
     return []
 
 
-def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]:
+def optional_sections(res: Results, data: dict[str, Any], rel: str, speed: dict | None = None) -> list[str]:
     """The tables of the parts besides the main comparison (`--only`), each when this benchmark ran it; the parts it
     did not run are named in one line instead of as empty tables."""
     sections = {
@@ -217,7 +217,7 @@ def optional_sections(res: Results, data: dict[str, Any], rel: str) -> list[str]
             "lies above 0, **no** when below, **not resolved** when it holds 0 (one seed has no interval). The "
             "all-labels student is the ceiling: the same stream of images, each with its own label, and no teacher.",
             "",
-            *unlabeled_answers(res),
+            *unlabeled_answers(res, speed),
             "",
             *comparison_table(res, "unlabeled", "main"),
             "",

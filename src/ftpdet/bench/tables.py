@@ -359,9 +359,20 @@ def speed_table(speed: dict[str, Any]) -> list[str]:
     return lines
 
 
-def unlabeled_answers(res: Results) -> list[str]:
+STEP_BUDGET = 1.10  # the issue's bound on an FTPD step with unlabeled images, in units of its floor
+
+
+def within_budget(low: float, high: float, budget: float = STEP_BUDGET) -> str:
+    """A cost paired by round against a budget: yes when its interval lies below, no when above, else not resolved."""
+    if np.isnan(low):
+        return "not resolved (one round has no interval)"
+    return "yes" if high < budget else "no (above it)" if low > budget else "not resolved (the interval holds it)"
+
+
+def unlabeled_answers(res: Results, speed: dict | None = None) -> list[str]:
     """The user's question first: with these unlabeled images, how much better is the student, and which method
-    should be used? Each answer from paired seeds, in the words of `beats`."""
+    should be used? Each answer from paired seeds, in the words of `beats`; with a speed benchmark of steps with
+    unlabeled images (`speed`), what an FTPD step costs against its floor, paired by round."""
     base = res.values(res.row("unlabeled", "student"))
     ftpd = res.values(res.row("unlabeled", "ftpd"))
     teacher = res.teacher_ap("main")
@@ -410,6 +421,13 @@ def unlabeled_answers(res: Results) -> list[str]:
                    res.values(res.row("unlabeled", method)))
         if d:
             add(f"Does {method} keep gaining at twice the schedule?", f"2x - 1x: {interval(d)}", beats(d))
+    cost = round_ratios(speed["samples_ms"]).get("ftpd (+ unlabeled)") if speed and "samples_ms" in speed else None
+    if cost is not None:
+        m, low, high = cost
+        add(f"Does an FTPD step with unlabeled images stay within {STEP_BUDGET:.2f}x its floor (student step + "
+            "teacher forward on the same images)?",
+            f"{m:.2f}x [{low:.2f}, {high:.2f}], paired over {len(speed['samples_ms']['ftpd (+ unlabeled)'])} "
+            "rounds (the speed benchmark below)", within_budget(low, high))
     return lines
 
 
