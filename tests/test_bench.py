@@ -143,8 +143,11 @@ def test_the_ceiling_is_called_level_only_when_every_planned_seed_is_in():
 
     partial = unlabeled_answers(_unlabeled_results(aps, planned=5))
     assert ceiling_answer(partial) == "not resolved yet (the interval holds 0 with 2 of 5 seeds)"
-    assert partial[0].startswith("**Partial**: 8 of 20 runs of this table are done (each row 2-2 of 5 seeds).")
-    complete = unlabeled_answers(_unlabeled_results(aps, planned=2))
+    # the rows not yet started count too (kd, crosskd, bckd, pkd, ftpd+pkd here): 9 rows of 5 seeds
+    assert partial[0].startswith("**Partial**: 8 of 45 runs of this table are done (each row 0-2 of 5 seeds).")
+    assert unlabeled_answers(_unlabeled_results(aps, planned=2))[0].startswith("**Partial**: 8 of 18 runs")
+    every_row = {**aps, **{m: [15.0, 15.0] for m in UNLABELED_METHODS if m not in aps}}
+    complete = unlabeled_answers(_unlabeled_results(every_row, planned=2))
     assert ceiling_answer(complete) == "level (the interval holds 0)"
     assert not any("Partial" in line for line in complete)
     below = {**aps, "ftpd": [15.0, 15.2]}  # a resolved difference needs no more seeds to be reported

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ftpdet.bench.presets import BASELINES, CEILING_LABEL, PATIENCE_METHODS, PD_ONLY_LABEL, PLATEAU_LABEL
+from ftpdet.bench.presets import (BASELINES, CEILING_LABEL, PATIENCE_METHODS, PD_ONLY_LABEL, PLATEAU_LABEL,
+                                  UNLABELED_METHODS)
 from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved, round_ratios
 from ftpdet.engine.evaluate import METRIC_KEYS
 
@@ -382,6 +383,7 @@ def unlabeled_answers(res: Results, speed: dict | None = None) -> list[str]:
     n = res.data["data"].get("num_unlabeled")
     planned = res.data.get("schedule", {}).get("seeds", 0)
     done = [len(res.values(r)) for r in res.rows("unlabeled")]
+    done += [0] * (2 + len(UNLABELED_METHODS) - len(done))  # rows whose first run has not landed (student, ceiling)
     lines = []
     if min(done) < planned:  # a report written while the part runs: say so before any answer is read
         lines += [f"**Partial**: {sum(done)} of {planned * len(done)} runs of this table are done (each row "
