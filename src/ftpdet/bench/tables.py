@@ -9,7 +9,7 @@ import numpy as np
 
 from ftpdet.bench.presets import (BASELINES, CEILING_LABEL, PATIENCE_METHODS, PD_ONLY_LABEL, PLATEAU_LABEL,
                                   UNLABELED_METHODS)
-from ftpdet.bench.stats import Results, ci95, closure, mean_std, paired, resolved, round_ratios
+from ftpdet.bench.stats import WITH_UNLABELED, Results, ci95, closure, mean_std, paired, resolved, round_ratios
 from ftpdet.engine.evaluate import METRIC_KEYS
 
 
@@ -423,12 +423,13 @@ def unlabeled_answers(res: Results, speed: dict | None = None) -> list[str]:
                    res.values(res.row("unlabeled", method)))
         if d:
             add(f"Does {method} keep gaining at twice the schedule?", f"2x - 1x: {interval(d)}", beats(d))
-    cost = round_ratios(speed["samples_ms"]).get("ftpd (+ unlabeled)") if speed and "samples_ms" in speed else None
+    kind = f"ftpd{WITH_UNLABELED}"  # the speed benchmark's FTPD step on mixed batches
+    cost = round_ratios(speed["samples_ms"]).get(kind) if speed and "samples_ms" in speed else None
     if cost is not None:
         m, low, high = cost
         add(f"Does an FTPD step with unlabeled images stay within {STEP_BUDGET:.2f}x its floor (student step + "
             "teacher forward on the same images)?",
-            f"{m:.2f}x [{low:.2f}, {high:.2f}], paired over {len(speed['samples_ms']['ftpd (+ unlabeled)'])} "
+            f"{m:.2f}x [{low:.2f}, {high:.2f}], paired over {len(speed['samples_ms'][kind])} "
             "rounds (the speed benchmark below)", within_budget(low, high))
     return lines
 
