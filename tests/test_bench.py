@@ -147,6 +147,8 @@ def test_the_ceiling_is_called_level_only_when_every_planned_seed_is_in():
     assert partial[0].startswith("**Partial**: 8 of 45 runs of this table are done (each row 0-2 of 5 seeds).")
     assert unlabeled_answers(_unlabeled_results(aps, planned=2))[0].startswith("**Partial**: 8 of 18 runs")
     every_row = {**aps, **{m: [15.0, 15.0] for m in UNLABELED_METHODS if m not in aps}}
+    level_rows = unlabeled_answers(_unlabeled_results(every_row, planned=5))[0]  # every row at 2 seeds: no "2-2"
+    assert level_rows.startswith("**Partial**: 18 of 45 runs of this table are done (each row 2 of 5 seeds).")
     complete = unlabeled_answers(_unlabeled_results(every_row, planned=2))
     assert ceiling_answer(complete) == "level (the interval holds 0)"
     assert not any("Partial" in line for line in complete)

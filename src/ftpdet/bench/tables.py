@@ -386,8 +386,9 @@ def unlabeled_answers(res: Results, speed: dict | None = None) -> list[str]:
     done += [0] * (2 + len(UNLABELED_METHODS) - len(done))  # rows whose first run has not landed (student, ceiling)
     lines = []
     if min(done) < planned:  # a report written while the part runs: say so before any answer is read
+        span = f"{min(done)}" if min(done) == max(done) else f"{min(done)}-{max(done)}"
         lines += [f"**Partial**: {sum(done)} of {planned * len(done)} runs of this table are done (each row "
-                  f"{min(done)}-{max(done)} of {planned} seeds). An answer that is not resolved may change as seeds "
+                  f"{span} of {planned} seeds). An answer that is not resolved may change as seeds "
                   "land; a difference is never called level before every seed is in.", ""]
     lines += ["| question | measured | answer |", "|---|---|---|"]
 
