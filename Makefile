@@ -9,10 +9,21 @@ OTHER_PINS := scipy==1.17.1 faster-coco-eval==1.8.0 pycocotools==2.0.11 timm==1.
 .PHONY: demo test install clean
 
 # --no-compile: byte-compiling every installed file (torch's thousands) took about 60 of the install's 140 s on 2
-# cores (docs/demo.md); Python compiles what it imports, once, on first use.
+# cores (docs/demo.md). Instead the heavy imports run once, writing the bytecode of exactly what the commands import.
+# `env -u PYTHONDONTWRITEBYTECODE`: where that variable is set (these machines set it), Python never writes bytecode,
+# and every process, each test's subprocess included, compiled torch and torchvision afresh: 11 s per import instead
+# of 4.5 on a 2-core AVX2 EPYC (docs/speed.md, "Start-up").
+WARM_IMPORTS := torch torchvision torch.export timm scipy.stats faster_coco_eval pycocotools.coco onnx onnxruntime \
+	onnxscript matplotlib.pyplot torch.utils.tensorboard torch.distributed.run ftpdet.cli ftpdet.engine.train \
+	ftpdet.bench.accuracy ftpdet.bench.speed ftpdet.onnx_export torch.onnx._internal.exporter._core \
+	onnxscript.function_libs.torch_lib.ops
+COMPILE_IMPORTS := env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -c \
+	"import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" $(WARM_IMPORTS)
+
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --no-compile $(TORCH_PINS) $(OTHER_PINS) -e ".[dev]"
+	$(COMPILE_IMPORTS)
 	touch $@
 
 install: $(VENV)/.installed
@@ -20,14 +31,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/ftpdet demo
 
-# The heavy imports once, in one process, before the parallel workers: a fresh .venv holds no bytecode (--no-compile),
-# and the workers and the processes they start would otherwise each compile torch's modules at the same time (about
-# 150 of a clean clone's 975 s of tests on 2 cores).
-WARM_IMPORTS := torch torchvision torch.export timm scipy.stats faster_coco_eval pycocotools.coco onnx onnxruntime \
-	onnxscript matplotlib.pyplot torch.utils.tensorboard ftpdet.cli ftpdet.engine.train ftpdet.bench.accuracy \
-	ftpdet.bench.speed ftpdet.onnx_export
+# The heavy imports again before the parallel workers (a few seconds once the bytecode is there): ftpdet's own modules
+# change between runs, and the workers and the processes they start would otherwise each compile them.
 test: $(VENV)/.installed
-	$(VENV)/bin/python -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" $(WARM_IMPORTS)
+	$(COMPILE_IMPORTS)
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 clean:
