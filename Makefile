@@ -10,9 +10,9 @@ OTHER_PINS := scipy==1.17.1 faster-coco-eval==1.8.0 pycocotools==2.0.11 timm==1.
 
 # --no-compile: byte-compiling every installed file (torch's thousands) took about 60 of the install's 140 s on 2
 # cores (docs/demo.md). Instead the heavy imports run once, writing the bytecode of exactly what the commands import.
-# `env -u PYTHONDONTWRITEBYTECODE`: where that variable is set (these machines set it), Python never writes bytecode,
-# and every process, each test's subprocess included, compiled torch and torchvision afresh: 11 s per import instead
-# of 4.5 on a 2-core AVX2 EPYC (docs/speed.md, "Start-up").
+# `env -u PYTHONDONTWRITEBYTECODE`: where that variable is set (our development machines set it), Python never writes
+# bytecode, and every process, each test's subprocess included, compiled torch and torchvision afresh: 13.3 s per
+# import instead of 4.7 on a 2-core AVX2 EPYC (docs/speed.md, "Start-up").
 WARM_IMPORTS := torch torchvision torch.export timm scipy.stats faster_coco_eval pycocotools.coco onnx onnxruntime \
 	onnxscript matplotlib.pyplot torch.utils.tensorboard torch.distributed.run ftpdet.cli ftpdet.engine.train \
 	ftpdet.bench.accuracy ftpdet.bench.speed ftpdet.onnx_export torch.onnx._internal.exporter._core \
