@@ -31,10 +31,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/ftpdet demo
 
-# The heavy imports again before the parallel workers (a few seconds once the bytecode is there): ftpdet's own modules
-# change between runs, and the workers and the processes they start would otherwise each compile them.
+# The install wrote the bytecode of the heavy imports; ftpdet's own modules change between runs, so their bytecode is
+# refreshed here (compileall skips what is up to date), or every test process would compile the edited ones.
 test: $(VENV)/.installed
-	$(COMPILE_IMPORTS)
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -m compileall -q src/ftpdet
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 clean:
