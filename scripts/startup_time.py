@@ -11,8 +11,9 @@ every process compiles them from source. This times both, in turn, in fresh proc
 
     .venv/bin/python scripts/startup_time.py [--rounds 5] [--imports torch torchvision]
 
-It prints the machine, each round's seconds and the median of each, and their ratio (one sitting: the two share the
-machine's noise). About 20 s per round on 2 cores.
+It prints the machine, each round's seconds, the median of each mode, and the source / bytecode ratio paired by round
+(the geometric mean of the per-round ratios and its 95% t-interval over rounds, as the speed benchmark pairs its step
+costs: load that drifts between rounds cancels). About 20 s per round on 2 cores.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
+from ftpdet.bench.stats import ci95
 from ftpdet.provenance import machine_description
 
 
@@ -34,11 +38,20 @@ def time_import(imports: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """num / den paired by round: (geometric mean, low, high), the 95% t-interval over rounds of the log ratios,
+    exponentiated (nan bounds for one round)."""
+    m, low, high = ci95([float(np.log(a / b)) for a, b in zip(num, den, strict=True)])
+    return float(np.exp(m)), float(np.exp(low)), float(np.exp(high))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="at least 2, for an interval")
     parser.add_argument("--imports", nargs="+", default=["torch", "torchvision"])
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2: one round has no interval")
     with tempfile.TemporaryDirectory() as empty:
         modes = {
             "bytecode": {**os.environ},
@@ -54,7 +67,8 @@ def main() -> None:
     print("| mode | median (s) |\n|---|---:|")
     for mode, m in med.items():
         print(f"| {mode} | {m:.2f} |")
-    print(f"source / bytecode: {med['source'] / med['bytecode']:.2f}x")
+    ratio, low, high = paired_ratio(seconds["source"], seconds["bytecode"])
+    print(f"source / bytecode, paired by round: {ratio:.2f}x [{low:.2f}, {high:.2f}] (95% interval, {args.rounds} rounds)")
 
 
 if __name__ == "__main__":
