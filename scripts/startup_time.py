@@ -26,9 +26,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
-from ftpdet.bench.stats import ci95
+from ftpdet.bench.stats import ratio_ci95
 from ftpdet.provenance import machine_description
 
 
@@ -36,13 +34,6 @@ def time_import(imports: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import " + ", ".join(imports)], env=env, check=True)
     return time.perf_counter() - start
-
-
-def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, float]:
-    """num / den paired by round: (geometric mean, low, high), the 95% t-interval over rounds of the log ratios,
-    exponentiated (nan bounds for one round)."""
-    m, low, high = ci95([float(np.log(a / b)) for a, b in zip(num, den, strict=True)])
-    return float(np.exp(m)), float(np.exp(low)), float(np.exp(high))
 
 
 def main() -> None:
@@ -67,7 +58,7 @@ def main() -> None:
     print("| mode | median (s) |\n|---|---:|")
     for mode, m in med.items():
         print(f"| {mode} | {m:.2f} |")
-    ratio, low, high = paired_ratio(seconds["source"], seconds["bytecode"])
+    ratio, low, high = ratio_ci95([s / b for s, b in zip(seconds["source"], seconds["bytecode"], strict=True)])
     print(f"source / bytecode, paired by round: {ratio:.2f}x [{low:.2f}, {high:.2f}] (95% interval, {args.rounds} rounds)")
 
 

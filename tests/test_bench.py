@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ftpdet.bench.accuracy import AccuracyBench, eval_key, last_epoch_terms, plan_runs, run_key, training_modules
 from ftpdet.bench.presets import CEILING_LABEL, MAIN_METHODS, PD_ONLY_LABEL, PRESETS, UNLABELED_METHODS
-from ftpdet.bench.stats import Results, ci95, closure, paired, resolved, round_ratios
+from ftpdet.bench.stats import Results, ci95, closure, paired, ratio_ci95, resolved, round_ratios
 from ftpdet.bench.tables import (answers, choice_table, earlier_note, every_baseline_helps, regime, speed_table, time_table,
                                  unlabeled_answers, unlabeled_parts, unlabeled_schedule_and_size, unmatched_ftpd,
                                  unmatched_note)
@@ -726,6 +726,10 @@ def test_the_interval_is_the_t_interval_of_the_paired_differences():
     assert not resolved([5.0])  # one seed has no interval
     m, low, high = ci95([0.4, 0.5, 0.6, 0.5, 0.45])
     assert low > 0 and high < 1 and m == pytest.approx(0.49)
+    # paired ratios: the interval of the log ratios, exponentiated (a ratio and its inverse mirror each other)
+    g, low, high = ratio_ci95([2.0, 4.0, 8.0])  # logs: ln 4 -+ ln 2
+    assert (g, low, high) == pytest.approx((4.0, 4 * 2 ** -(4.303 / 3**0.5), 4 * 2 ** (4.303 / 3**0.5)), rel=1e-3)
+    assert ratio_ci95([0.5, 0.25, 0.125]) == pytest.approx((1 / g, 1 / high, 1 / low))
 
 
 def test_the_training_loop_runs_the_shared_step(tiny_data, tmp_path, monkeypatch):

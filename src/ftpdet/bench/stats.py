@@ -33,6 +33,13 @@ def ci95(diffs: list[float]) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def ratio_ci95(ratios: list[float]) -> tuple[float, float, float]:
+    """Paired ratios (one per round, each measured in one sitting): their geometric mean and its 95% t-interval,
+    computed on the log ratios and exponentiated, so a ratio and its inverse get mirrored intervals."""
+    m, low, high = ci95([float(np.log(r)) for r in ratios])
+    return float(np.exp(m)), float(np.exp(low)), float(np.exp(high))
+
+
 def resolved(diffs: list[float]) -> bool:
     """The report's rule for 'a difference': the 95% interval of the paired differences excludes 0 (so at least
     two seeds). 'A beats B' means the interval of A - B lies above 0."""
@@ -56,9 +63,7 @@ def round_ratios(samples: dict[str, list[float]]) -> dict[str, tuple[float, floa
         parts = [samples.get(f"{p}{suffix}") for p in FLOOR_PARTS]
         if kind in {f"{p}{suffix}" for p in FLOOR_PARTS} or any(x is None for x in parts):
             continue
-        logs = [float(np.log(t / (a + b))) for t, a, b in zip(times, *parts)]
-        m, low, high = ci95(logs)
-        out[kind] = (float(np.exp(m)), float(np.exp(low)), float(np.exp(high)))
+        out[kind] = ratio_ci95([t / (a + b) for t, a, b in zip(times, *parts)])
     return out
 
 
